@@ -1,0 +1,156 @@
+"""The manifest: the ordered shards of a dataset, and its fingerprint.
+
+A manifest is columnar (one entry per shard in parallel lists/arrays) so that a million raw
+objects cost a few arrays, not a million Python objects. Shard ``i`` holds the global sample
+indices ``[offsets[i], offsets[i + 1])``. The fingerprint is a SHA-256 over the format, the
+format options and every shard's (relative key, size, stamp, sample count): it changes when any
+byte-level identity of the data changes and does not depend on where the data is mounted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Manifest", "ShardInfo"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard, as the formats layer sees it."""
+
+    index: int
+    uri: str
+    key: str
+    size: int
+    stamp: str
+    num_samples: int
+    first_sample: int
+
+
+class Manifest:
+    """Ordered shards of one dataset (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        format: str,
+        root: str,
+        keys: Sequence[str],
+        sizes: Sequence[int] | np.ndarray,
+        stamps: Sequence[str],
+        counts: Sequence[int] | np.ndarray,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.source = source
+        self.format = format
+        self.root = root
+        self.keys = list(keys)
+        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        self.stamps = list(stamps)
+        self.counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+        self.options = dict(options or {})
+        n = len(self.keys)
+        if not (len(self.sizes) == len(self.stamps) == len(self.counts) == n):
+            raise ValueError("manifest columns have different lengths")
+        self.offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=self.offsets[1:])
+        self._fingerprint: str | None = None
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.keys)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.offsets[-1])
+
+    def __len__(self) -> int:
+        return self.num_shards
+
+    def uri(self, shard: int) -> str:
+        root = self.root
+        if not root:
+            return self.keys[shard]
+        return root.rstrip("/") + "/" + self.keys[shard]
+
+    def shard(self, i: int) -> ShardInfo:
+        return ShardInfo(
+            index=i,
+            uri=self.uri(i),
+            key=self.keys[i],
+            size=int(self.sizes[i]),
+            stamp=self.stamps[i],
+            num_samples=int(self.counts[i]),
+            first_sample=int(self.offsets[i]),
+        )
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Global sample index -> (shard number, index within the shard)."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"sample index {index} out of range [0, {self.num_samples})")
+        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return shard, index - int(self.offsets[shard])
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(f"m5manifest/{MANIFEST_VERSION}\n{self.format}\n".encode())
+            h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
+            for key, size, stamp, count in zip(
+                self.keys, self.sizes.tolist(), self.stamps, self.counts.tolist()
+            ):
+                h.update(f"\n{key}\x1f{size}\x1f{stamp}\x1f{count}".encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "source": self.source,
+                "format": self.format,
+                "root": self.root,
+                "options": self.options,
+                "keys": self.keys,
+                "sizes": self.sizes.tolist(),
+                "stamps": self.stamps,
+                "counts": self.counts.tolist(),
+                "fingerprint": self.fingerprint,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        d = json.loads(text)
+        if d.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"unsupported manifest version {d.get('version')!r}")
+        m = cls(
+            source=d["source"],
+            format=d["format"],
+            root=d["root"],
+            keys=d["keys"],
+            sizes=d["sizes"],
+            stamps=d["stamps"],
+            counts=d["counts"],
+            options=d.get("options"),
+        )
+        if m.fingerprint != d["fingerprint"]:
+            raise ValueError("manifest fingerprint does not match its contents")
+        return m
+
+    def __repr__(self) -> str:
+        return (
+            f"Manifest(source={self.source!r}, format={self.format!r}, "
+            f"shards={self.num_shards}, samples={self.num_samples}, "
+            f"fingerprint={self.fingerprint[:12]})"
+        )

@@ -1,0 +1,54 @@
+"""What a format is: how many samples a shard holds, and random access to them.
+
+A :class:`Format` is stateless and shared; :meth:`Format.open` returns a :class:`ShardReader`
+that a worker keeps open while it reads that shard. ``read(i)`` returns the sample's key and
+fields: a ``dict[str, bytes | str | number | numpy array]``. Readers raise
+:class:`m5stream.errors.CorruptData` (or ``NotFound`` ...) naming the shard URI and the sample
+key or byte range.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..catalog.manifest import ShardInfo
+
+__all__ = ["Format", "ShardReader", "Sample"]
+
+Sample = dict[str, Any]
+
+
+class ShardReader(ABC):
+    """Random access to the samples of one shard."""
+
+    def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
+        self.shard = shard
+        self.options = options
+
+    @abstractmethod
+    def read(self, local: int) -> tuple[str, Sample]:
+        """``(key, fields)`` of sample ``local`` (0-based within the shard)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files or caches."""
+
+
+class Format(ABC):
+    """A shard layout (raw, tar, parquet, jsonl, synthetic)."""
+
+    name: str = ""
+    #: file suffixes that select this format when ``format=`` is not given
+    suffixes: tuple[str, ...] = ()
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Normalise and check format options (e.g. ``columns``); stored in the manifest."""
+        return options
+
+    @abstractmethod
+    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
+        """Number of samples in the shard (may build and cache an index)."""
+
+    @abstractmethod
+    def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
+        """A reader for ``shard``."""

@@ -1,0 +1,400 @@
+"""``m5stream.Loader``: the deterministic, seekable, multiprocess batch iterator.
+
+Position is ``(epoch, step)`` where ``step`` counts delivered *global* batches; every batch's
+sample indices come from the pure functions in :mod:`m5stream.sampling`, so the sequence of
+batches depends only on the dataset fingerprint, ``seed``, ``shuffle``, ``block_size``, the
+global batch size and ``drop_last`` (see README "Determinism contract").
+
+Epochs: ``set_epoch(e)`` selects epoch ``e`` (keeping the position if ``e`` is the current epoch,
+so a resumed loop that calls ``set_epoch`` again continues). Iterating runs the rest of the
+current epoch. Iterating again after an epoch completed moves to the next epoch, unless
+``set_epoch`` was called since, in which case that completed epoch yields nothing.
+
+Batches: a dict of fixed-shape fields stacked into arrays, variable-length fields as lists,
+``__index__`` (int64 global sample ids) and ``__key__`` (list of str). With ``copy=False`` (the
+default) arrays are zero-copy views of a shared-memory slot, and the slot is reused only once
+every view (and tensor made from one) of that batch is gone; keep a batch beyond the next few
+iterations only with ``copy=True``, which copies each batch out once. ``output="torch"``
+returns tensors made with ``torch.from_numpy`` (zero-copy over the same memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .dataset import Dataset, dataset
+from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
+from .sampling import Order, batch_indices, rank_bounds, steps_per_epoch
+from .state import STATE_VERSION, check_state
+from .stats import Stats
+from .transforms import Transform
+from .workers.assemble import assemble_numpy, read_batch
+from .workers.pool import WorkerPool
+from .workers.protocol import Cmd, Reply
+from .workers.slots import RingManager
+from .workers.task import load_samples
+
+__all__ = ["Loader"]
+
+log = logging.getLogger("m5stream")
+_MAX_SKIP_RECORDS = 1000
+
+
+def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if world_size is None:
+        env = os.environ.get("WORLD_SIZE")
+        if env is not None:
+            world_size = int(env)
+        else:
+            world_size = _torch_dist("get_world_size") or 1
+    if rank is None:
+        env = os.environ.get("RANK")
+        rank = int(env) if env is not None else (_torch_dist("get_rank") or 0)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+def _torch_dist(fn: str) -> int | None:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return int(getattr(dist, fn)())
+    return None
+
+
+class _Resources:
+    """What must be released even if the Loader is never closed (finaliser target)."""
+
+    def __init__(self) -> None:
+        self.pool: WorkerPool | None = None
+        self.rings: RingManager | None = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
+
+
+class Loader:
+    """Deterministic batches of a dataset (see module docstring and DESIGN.md)."""
+
+    def __init__(
+        self,
+        ds: Dataset | str,
+        batch_size: int,
+        *,
+        transform: Transform | None = None,
+        shuffle: bool | str = False,
+        seed: int = 0,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        on_error: str = "raise",
+        prefetch: int | None = None,
+        block_size: int = 16384,
+        output: str = "auto",
+        copy: bool = False,
+        slot_bytes: int = 8 << 20,
+        timeout: float | None = None,
+        start_method: str | None = None,
+    ) -> None:
+        if isinstance(ds, str):
+            ds = dataset(ds)
+        if not isinstance(ds, Dataset):
+            raise ConfigError("Loader needs an m5stream Dataset or a source string")
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
+        if num_workers < 0:
+            raise ConfigError("num_workers must be >= 0")
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        if output not in ("auto", "numpy", "torch"):
+            raise ConfigError(f"output must be 'auto', 'numpy' or 'torch', not {output!r}")
+        self.dataset = ds
+        self.batch_size = batch_size
+        self.transform = transform
+        self.seed = int(seed)
+        self.num_workers = num_workers
+        self.drop_last = bool(drop_last)
+        self.rank, self.world_size = _resolve_rank(rank, world_size)
+        self.on_error = on_error
+        self.prefetch = max(1, prefetch if prefetch is not None else 2 * max(1, num_workers))
+        self.copy = bool(copy)
+        self.slot_bytes = slot_bytes
+        self.timeout = timeout
+        self.start_method = start_method
+        self.order = Order(ds.manifest.counts, shuffle=shuffle, seed=self.seed,
+                           block_size=block_size)
+        self.global_batch_size = batch_size * self.world_size
+        self._torch = self._want_torch(output)
+        self._epoch = 0
+        self._step = 0
+        self._hold = False
+        self._gen = 0
+        self._skipped: list[list[Any]] = []
+        self._skipped_count = 0
+        self._stats = Stats()
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, self._res.close)
+
+    # ----------------------------------------------------------------- configuration
+    @staticmethod
+    def _want_torch(output: str) -> bool:
+        if output == "numpy":
+            return False
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            if output == "torch":
+                raise ConfigError("output='torch' needs torch installed") from None
+            return False
+        return True
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Global steps in one epoch (the same on every rank)."""
+        return steps_per_epoch(self.order.num_samples, self.global_batch_size, self.drop_last)
+
+    def __len__(self) -> int:
+        """Batches this rank yields in a full epoch."""
+        n = self.steps_per_epoch
+        rest = self.order.num_samples - (n - 1) * self.global_batch_size if n else 0
+        if n and rest < self.global_batch_size:
+            lo, hi = rank_bounds(rest, self.world_size, self.rank)
+            return n if hi > lo else n - 1
+        return n
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            self._epoch = int(epoch)
+            self._step = 0
+            self._gen += 1
+        self._hold = True
+
+    # ----------------------------------------------------------------- state
+    def _expected(self) -> dict[str, Any]:
+        m = self.dataset.manifest
+        return {
+            "fingerprint": m.fingerprint,
+            "num_samples": m.num_samples,
+            "num_shards": m.num_shards,
+            "seed": self.seed,
+            "shuffle": self.order.mode,
+            "block_size": self.order.block_size,
+            "global_batch_size": self.global_batch_size,
+            "drop_last": self.drop_last,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Small JSON-serialisable position: resume continues after the last delivered batch."""
+        exp = self._expected()
+        del exp["steps_per_epoch"]
+        return {
+            "version": STATE_VERSION,
+            **exp,
+            "epoch": self._epoch,
+            "step": self._step,
+            "skipped": [list(r) for r in self._skipped],
+            "skipped_count": self._skipped_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_state(state, self._expected())
+        self._gen += 1  # abandon any iteration in progress
+        self._epoch = int(state["epoch"])
+        self._step = int(state["step"])
+        self._hold = False
+        self._skipped = [list(r) for r in state.get("skipped", [])]
+        self._skipped_count = int(state.get("skipped_count", len(self._skipped)))
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        snap = self._stats.snapshot()
+        snap["skipped_samples"] = [list(r) for r in self._skipped[-20:]]
+        return snap
+
+    # ----------------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._step >= self.steps_per_epoch:
+            if self._hold:
+                self._hold = False
+                return iter(())
+            self._epoch += 1
+            self._step = 0
+        self._hold = False
+        self._gen += 1
+        if self.num_workers == 0:
+            return self._iter_inline(self._gen)
+        return self._iter_workers(self._gen)
+
+    def _indices(self, step: int) -> np.ndarray:
+        return batch_indices(self.order, self._epoch, step, batch_size=self.batch_size,
+                             world_size=self.world_size, rank=self.rank)
+
+    def _record(self, epoch: int, skipped: list[list[Any]], seconds: dict[str, float],
+                n: int) -> None:
+        self._stats.add_seconds(seconds)
+        self._stats.batches += 1
+        self._stats.samples += n
+        for idx, key, err in skipped:
+            log.warning("skipped sample %r (index %d, epoch %d): %s", key, idx, epoch, err)
+            self._skipped.append([epoch, idx, key, err])
+            self._skipped_count += 1
+            self._stats.skipped += 1
+        if len(self._skipped) > _MAX_SKIP_RECORDS:
+            del self._skipped[: len(self._skipped) - _MAX_SKIP_RECORDS]
+
+    def _finish(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self._torch:
+            import torch
+
+            return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                    for k, v in batch.items()}
+        return batch
+
+    def _iter_inline(self, gen: int) -> Iterator[dict[str, Any]]:
+        epoch = self._epoch
+        while self._gen == gen and self._step < self.steps_per_epoch:
+            step = self._step
+            idx = self._indices(step)
+            res = load_samples(self.dataset, self.transform, idx, seed=self.seed, epoch=epoch,
+                               on_error=self.on_error)
+            if res.error is not None:
+                raise res.error.to_exception(None)
+            t0 = time.perf_counter()
+            batch = assemble_numpy(res.samples) if res.samples else None
+            res.seconds["assemble"] = time.perf_counter() - t0
+            self._record(epoch, res.skipped, res.seconds, len(res.samples))
+            self._step = step + 1
+            if batch is not None:
+                yield self._finish(batch)
+
+    # -- worker path
+    def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
+        res = self._res
+        if res.pool is None:
+            res.pool = WorkerPool(self.num_workers, self.dataset, self.transform, seed=self.seed,
+                                  on_error=self.on_error, start_method=self.start_method)
+            pool = res.pool
+            res.rings = RingManager(self.prefetch + 2, self.slot_bytes, pool.send_ring)
+        assert res.pool is not None and res.rings is not None
+        return res.pool, res.rings
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """PIDs of the running worker processes (empty before the first batch)."""
+        return self._res.pool.pids if self._res.pool is not None else []
+
+    def _iter_workers(self, gen: int) -> Iterator[dict[str, Any]]:
+        pool, rings = self._ensure_pool()
+        epoch = self._epoch
+        n_steps = self.steps_per_epoch
+        dispatch = self._step
+        ready: dict[int, tuple[int, Any] | None] = {}
+        try:
+            while self._gen == gen and self._step < n_steps:
+                # keep `prefetch` batches in flight, as slots allow
+                while dispatch < n_steps and dispatch - self._step < self.prefetch:
+                    idx = self._indices(dispatch)
+                    if len(idx) == 0:
+                        ready[dispatch] = None
+                        dispatch += 1
+                        continue
+                    got = rings.acquire()
+                    if got is None:
+                        break
+                    w = pool.least_loaded()
+                    pool.submit(w, (Cmd.TASK, gen, dispatch, got[0], got[1], epoch, idx))
+                    dispatch += 1
+                step = self._step
+                if step not in ready:
+                    if sum(pool.inflight) == 0:
+                        raise SlotsExhausted(
+                            f"all {rings.num_slots} shared-memory slots are held by batches "
+                            "that are still referenced; drop old batches or use copy=True"
+                        )
+                    t0 = time.perf_counter()
+                    replies = pool.wait(self.timeout)
+                    self._stats.seconds["wait"] += time.perf_counter() - t0
+                    if not replies:
+                        raise M5Error(f"no batch arrived within timeout={self.timeout}s",
+                                      index=None)
+                    for wid, msg in replies:
+                        if msg[1] != gen:
+                            rings.release(msg[3], msg[4])  # reply to an abandoned iteration
+                        else:
+                            ready[msg[2]] = (wid, msg)
+                    continue
+                item = ready.pop(step)
+                batch = None if item is None else self._deliver(epoch, *item)
+                self._step = step + 1
+                if batch is not None:
+                    yield batch
+        except WorkerDied:
+            self._stats.worker_restarts += 1
+            self._res.close()
+            raise
+
+    def _deliver(self, epoch: int, wid: int, msg: tuple[Any, ...]) -> dict[str, Any] | None:
+        t0 = time.perf_counter()
+        rings = self._res.rings
+        assert rings is not None
+        if msg[0] == Reply.ERROR:
+            rings.release(msg[3], msg[4])
+            raise msg[5].to_exception(wid)
+        _, _gen, _step, ring_id, slot, layout, meta = msg
+        in_slot = any(e[0] in ("array", "bytes") for e in layout)
+        if any(e[0] == "inline" for e in layout):
+            self._stats.inline_batches += 1
+        if meta["needed"] > rings.slot_bytes:
+            rings.grow(meta["needed"])
+            self._stats.ring_grows = rings.grows
+        if in_slot and not self.copy:
+            batch = read_batch(layout, rings.lease(ring_id, slot), copy=False)
+        else:
+            batch = read_batch(layout, rings.slot(ring_id, slot) if in_slot else None, copy=True)
+            rings.release(ring_id, slot)
+        n = len(batch["__key__"])
+        self._stats.seconds["deliver"] += time.perf_counter() - t0
+        self._record(epoch, meta["skipped"], meta["seconds"], n)
+        return self._finish(batch) if n else None
+
+    # ----------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        """Stop the workers and release shared memory (idempotent)."""
+        self._gen += 1
+        self._res.close()
+        self.dataset.close()
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Loader(batch_size={self.batch_size}, num_workers={self.num_workers}, "
+            f"rank={self.rank}/{self.world_size}, epoch={self._epoch}, step={self._step}, "
+            f"shuffle={self.order.mode!r})"
+        )

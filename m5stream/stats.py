@@ -1,0 +1,43 @@
+"""Loader statistics: per-stage seconds and counts, cheap to update, a plain dict to read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Stats"]
+
+
+class Stats:
+    """Counters of one loader. ``snapshot()`` gives a JSON-friendly dict.
+
+    Stages: ``read`` (bytes from storage and format decoding, summed over workers),
+    ``transform`` (summed over workers), ``assemble`` (writing batches into slots),
+    ``wait`` (trainer blocked waiting for the next batch), ``deliver`` (trainer turning a slot
+    into the returned batch).
+    """
+
+    STAGES = ("read", "transform", "assemble", "wait", "deliver")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+        self.batches = 0
+        self.samples = 0
+        self.skipped = 0
+        self.inline_batches = 0
+        self.ring_grows = 0
+        self.worker_restarts = 0
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for k, v in seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "samples": self.samples,
+            "skipped": self.skipped,
+            "inline_batches": self.inline_batches,
+            "ring_grows": self.ring_grows,
+            "worker_restarts": self.worker_restarts,
+            "seconds": dict(self.seconds),
+        }

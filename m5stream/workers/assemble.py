@@ -1,0 +1,173 @@
+"""Turn a list of samples into a batch: in a slot (workers) or in fresh arrays (in-process).
+
+Field rules, applied per field name over the batch's samples:
+
+* ``array``: every value a numpy array (or number) of one shape and a numeric/bool dtype ->
+  stacked into ``[B, *shape]``. Python ints become int64, floats float64.
+* ``bytes``: every value ``bytes`` -> a ``list[bytes]`` (stored in the slot back to back).
+* ``object``: anything else (``str``, mixed shapes, ``None``, lists) -> a Python ``list``,
+  carried in the pipe message.
+
+``__index__`` is always an int64 array and ``__key__`` a list of ``str``. When a batch does
+not fit in its slot, its arrays travel in the message instead (``inline``) and the reply says
+how many bytes the slot would have needed, so the trainer can grow the ring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["assemble_numpy", "classify", "read_batch", "write_batch"]
+
+_FIELD_ALIGN = 64
+Layout = list[tuple[Any, ...]]
+
+
+def _scalars(values: list[Any]) -> np.ndarray | None:
+    """Numbers (or bools) of one kind as a 1-d array; ``None`` if they are not that."""
+    bools = all(isinstance(v, (bool, np.bool_)) for v in values)
+    numbers = all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        for v in values
+    )
+    if not (bools or numbers):
+        return None
+    arr = np.asarray(values)
+    return arr if arr.dtype.kind in "biuf" and arr.ndim == 1 else None
+
+
+def classify(values: list[Any]) -> tuple[str, Any]:
+    """``("stack", (shape, dtype))``, ``("array", arr)``, ``("bytes", None)`` or ``("object", None)``."""
+    if not values:
+        return "object", None
+    first = values[0]
+    if isinstance(first, np.ndarray):
+        shape, dtype = first.shape, first.dtype
+        if dtype.kind in "biufc" and all(
+            isinstance(v, np.ndarray) and v.shape == shape and v.dtype == dtype for v in values
+        ):
+            return "stack", (shape, dtype)
+        return "object", None
+    if isinstance(first, bytes) and all(isinstance(v, bytes) for v in values):
+        return "bytes", None
+    arr = _scalars(values)
+    if arr is not None:
+        return "array", arr
+    return "object", None
+
+
+def _field_names(samples: list[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for s in samples:
+        for k in s:
+            if k not in ("__index__", "__key__"):
+                names.setdefault(k, None)
+    return list(names)
+
+
+def assemble_numpy(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch as fresh numpy arrays and lists (the in-process path)."""
+    out: dict[str, Any] = {}
+    for name in _field_names(samples):
+        values = [s.get(name) for s in samples]
+        kind, info = classify(values)
+        if kind == "stack":
+            out[name] = np.stack(values)
+        elif kind == "array":
+            out[name] = info
+        else:
+            out[name] = values
+    out["__index__"] = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
+    out["__key__"] = [s["__key__"] for s in samples]
+    return out
+
+
+def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout, int]:
+    """Write ``samples`` into ``slot``; returns ``(layout, bytes needed)``.
+
+    If the batch needs more than ``len(slot)`` bytes nothing is written to the slot and every
+    field is carried inline in the layout.
+    """
+    plan: list[tuple[str, str, Any, list[Any]]] = []
+    needed = 0
+    for name in _field_names(samples):
+        values = [s.get(name) for s in samples]
+        kind, info = classify(values)
+        if kind == "stack":
+            shape, dtype = info
+            nbytes = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        elif kind == "array":
+            nbytes = info.nbytes
+        elif kind == "bytes":
+            nbytes = sum(len(v) for v in values)
+        else:
+            nbytes = 0
+        plan.append((name, kind, info, values))
+        needed += (nbytes + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
+    index = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
+    keys = [s["__key__"] for s in samples]
+    layout: Layout = []
+    fits = needed <= len(slot)
+    off = 0
+    for name, kind, info, values in plan:
+        if kind == "object":
+            layout.append(("object", name, values))
+            continue
+        if not fits:
+            if kind == "stack":
+                layout.append(("inline", name, np.stack(values)))
+            elif kind == "array":
+                layout.append(("inline", name, info))
+            else:
+                layout.append(("object", name, values))
+            continue
+        if kind == "stack":
+            shape, dtype = info
+            n = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            dst = slot[off : off + n].view(dtype).reshape((len(values), *shape))
+            for i, v in enumerate(values):
+                dst[i] = v
+            layout.append(("array", name, off, dtype.str, (len(values), *shape)))
+        elif kind == "array":
+            n = info.nbytes
+            slot[off : off + n].view(info.dtype)[:] = info
+            layout.append(("array", name, off, info.dtype.str, info.shape))
+        else:  # bytes
+            lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+            n = int(lengths.sum())
+            pos = off
+            for v in values:
+                slot[pos : pos + len(v)] = np.frombuffer(v, dtype=np.uint8)
+                pos += len(v)
+            layout.append(("bytes", name, off, lengths))
+        off += (n + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
+    layout.append(("index", "__index__", index))
+    layout.append(("object", "__key__", keys))
+    return layout, needed
+
+
+def read_batch(layout: Layout, slot: np.ndarray | None, copy: bool) -> dict[str, Any]:
+    """The batch described by ``layout`` over ``slot`` (views, or copies when ``copy``)."""
+    out: dict[str, Any] = {}
+    for entry in layout:
+        kind, name = entry[0], entry[1]
+        if kind == "array":
+            assert slot is not None
+            _, _, off, dtype_s, shape = entry
+            dtype = np.dtype(dtype_s)
+            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            view = slot[off : off + n].view(dtype).reshape(shape).view(np.ndarray)
+            out[name] = view.copy() if copy else view
+        elif kind == "bytes":
+            assert slot is not None
+            _, _, off, lengths = entry
+            items, pos = [], off
+            for ln in lengths.tolist():
+                items.append(slot[pos : pos + ln].tobytes())
+                pos += ln
+            out[name] = items
+        else:  # object, inline, index
+            out[name] = entry[2]
+    return out

@@ -1,0 +1,153 @@
+"""The trainer's side of the worker processes: start, send, wait, and shut down.
+
+Workers are started with ``forkserver`` by default (never plain ``fork``: the trainer may hold
+threads - CUDA, the AWS CRT - that a forked child would inherit broken); the forkserver
+preloads this package, so a worker starts in milliseconds. ``wait`` watches every worker's pipe
+*and* its process sentinel, so a worker that dies (SIGKILL, OOM, segfault) becomes a
+:class:`WorkerDied` error at once instead of a hang. Shutdown escalates: STOP message and join,
+then SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import send_handle
+from typing import Any
+
+from ..dataset import Dataset
+from ..errors import WorkerDied
+from ..transforms import Transform
+from .protocol import Cmd
+from .slots import SlotRing
+from .worker import worker_main
+
+__all__ = ["WorkerPool"]
+
+_PRELOAD = ["numpy", "m5stream.workers.worker"]
+
+
+def _context(start_method: str | None) -> Any:
+    method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods()
+                              else "spawn")
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is gone"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class WorkerPool:
+    """``num_workers`` worker processes, each with its own duplex pipe."""
+
+    def __init__(
+        self,
+        num_workers: int,
+        dataset: Dataset,
+        transform: Transform | None,
+        *,
+        seed: int,
+        on_error: str,
+        start_method: str | None = None,
+    ) -> None:
+        ctx = _context(start_method)
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        self.inflight = [0] * num_workers
+        try:
+            for wid in range(num_workers):
+                parent, child = ctx.Pipe(duplex=True)
+                p = ctx.Process(
+                    target=worker_main,
+                    args=(wid, child, dataset, transform, seed, on_error, os.getpid()),
+                    name=f"m5stream-worker-{wid}",
+                    daemon=True,
+                )
+                p.start()
+                child.close()
+                self.conns.append(parent)
+                self.procs.append(p)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def send_ring(self, ring: SlotRing) -> None:
+        assert ring.fd is not None
+        for conn, p in zip(self.conns, self.procs):
+            conn.send((Cmd.RING, ring.ring_id, ring.num_slots, ring.slot_bytes))
+            send_handle(conn, ring.fd, p.pid)
+
+    def submit(self, worker: int, msg: tuple[Any, ...]) -> None:
+        self.conns[worker].send(msg)
+        self.inflight[worker] += 1
+
+    def least_loaded(self) -> int:
+        return min(range(len(self.inflight)), key=self.inflight.__getitem__)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, Any]]:
+        """Replies ready within ``timeout`` as ``(worker, message)``; raises WorkerDied."""
+        sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
+        conn_ix = {c: i for i, c in enumerate(self.conns)}
+        ready = wait(list(self.conns) + list(sentinels), timeout)
+        out: list[tuple[int, Any]] = []
+        dead: list[int] = []
+        for obj in ready:
+            if obj in conn_ix:
+                wid = conn_ix[obj]  # type: ignore[index]
+                try:
+                    while obj.poll():  # type: ignore[union-attr]
+                        out.append((wid, obj.recv()))  # type: ignore[union-attr]
+                        self.inflight[wid] -= 1
+                except (EOFError, OSError):
+                    dead.append(wid)
+            else:
+                dead.append(sentinels[obj])  # type: ignore[index]
+        if dead and not out:
+            wid = dead[0]
+            p = self.procs[wid]
+            p.join(0.5)
+            raise WorkerDied(
+                f"worker {wid} (pid {p.pid}) {_describe_exit(p.exitcode)} while "
+                f"{self.inflight[wid]} batch(es) were assigned to it",
+            )
+        return out
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        for conn in self.conns:
+            try:
+                conn.send((Cmd.STOP,))
+            except (OSError, ValueError):
+                pass
+        for p in self.procs:
+            p.join(timeout)
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(1.0)
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        for conn in self.conns:
+            conn.close()
+        for p in self.procs:
+            try:
+                p.close()
+            except ValueError:
+                pass
+        self.conns, self.procs, self.inflight = [], [], []

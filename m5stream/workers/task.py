@@ -1,0 +1,64 @@
+"""Loading one batch's samples: the work a worker (or the in-process path) does per task.
+
+Shared by both paths so that ``num_workers=0`` and ``num_workers=N`` produce the same batches,
+skip the same samples and report the same errors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..dataset import Dataset
+from ..transforms import Transform, apply_transform
+from .protocol import ErrorInfo
+
+__all__ = ["LoadResult", "load_samples"]
+
+
+@dataclass
+class LoadResult:
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    #: ``[index, key, "Type: message"]`` for every skipped sample
+    skipped: list[list[Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "transform": 0.0})
+    error: ErrorInfo | None = None
+
+
+def load_samples(
+    dataset: Dataset,
+    transform: Transform | None,
+    indices: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    on_error: str,
+) -> LoadResult:
+    """Read and transform ``indices``; with ``on_error="skip"`` failures are recorded, not raised.
+
+    With ``on_error="raise"`` the first failure stops the batch and is returned in ``error``.
+    """
+    res = LoadResult()
+    clock = time.perf_counter
+    for idx in indices.tolist():
+        key = None
+        t0 = clock()
+        try:
+            sample = dataset.get(idx)
+            key = sample["__key__"]
+            t1 = clock()
+            res.seconds["read"] += t1 - t0
+            sample = apply_transform(transform, sample, seed=seed, epoch=epoch)
+            res.seconds["transform"] += clock() - t1
+        except Exception as exc:
+            key = key if key is not None else getattr(exc, "key", None)
+            if on_error == "skip":
+                res.skipped.append([idx, key, f"{type(exc).__name__}: {exc}"])
+                continue
+            res.error = ErrorInfo.capture(exc, key, idx)
+            return res
+        res.samples.append(sample)
+    return res

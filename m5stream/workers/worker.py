@@ -1,0 +1,114 @@
+"""The worker process: receives tasks, writes batches into shared-memory slots.
+
+A worker exits when told (``Cmd.STOP``), when its pipe closes (the trainer is gone), or - on
+Linux - with ``PR_SET_PDEATHSIG`` when the process that started it dies. It ignores SIGINT so
+that Ctrl-C is handled once, by the trainer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle
+from typing import Any
+
+from ..dataset import Dataset
+from ..transforms import Transform
+from .assemble import write_batch
+from .protocol import Cmd, ErrorInfo, Reply
+from .slots import SlotRing
+from .task import load_samples
+
+__all__ = ["worker_main"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass  # the pipe EOF still stops us
+
+
+def worker_main(
+    worker_id: int,
+    conn: Connection,
+    dataset: Dataset,
+    transform: Transform | None,
+    seed: int,
+    on_error: str,
+    parent_pid: int,
+) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent_pid and not _parent_alive(parent_pid):
+        return
+    ring: SlotRing | None = None
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            cmd = msg[0]
+            if cmd == Cmd.STOP:
+                return
+            if cmd == Cmd.RING:
+                _, ring_id, num_slots, slot_bytes = msg
+                fd = recv_handle(conn)
+                if ring is not None:
+                    ring.close()
+                ring = SlotRing(ring_id, num_slots, slot_bytes, fd=fd)
+                continue
+            if cmd == Cmd.TASK:
+                reply = _run_task(msg, ring, dataset, transform, seed, on_error)
+                try:
+                    conn.send(reply)
+                except (BrokenPipeError, OSError):
+                    return
+    finally:
+        if ring is not None:
+            ring.close()
+        dataset.close()
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_task(
+    msg: tuple[Any, ...],
+    ring: SlotRing | None,
+    dataset: Dataset,
+    transform: Transform | None,
+    seed: int,
+    on_error: str,
+) -> tuple[Any, ...]:
+    _, gen, step, ring_id, slot, epoch, indices = msg
+    res = load_samples(dataset, transform, indices, seed=seed, epoch=epoch, on_error=on_error)
+    if res.error is not None:
+        return (Reply.ERROR, gen, step, ring_id, slot, res.error)
+    t0 = time.perf_counter()
+    try:
+        assert ring is not None and ring.ring_id == ring_id, "task names an unknown ring"
+        layout, needed = write_batch(res.samples, ring.slot(slot))
+    except Exception as exc:
+        return (Reply.ERROR, gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
+    seconds = dict(res.seconds)
+    seconds["assemble"] = time.perf_counter() - t0
+    meta = {"skipped": res.skipped, "seconds": seconds, "needed": needed}
+    return (Reply.DONE, gen, step, ring_id, slot, layout, meta)
