@@ -109,7 +109,7 @@ class Loader:
         block_size: int = 16384,
         output: str = "auto",
         copy: bool = False,
-        slot_bytes: int = 8 << 20,
+        slot_bytes: int = 1 << 20,
         timeout: float | None = None,
         start_method: str | None = None,
     ) -> None:
@@ -182,6 +182,11 @@ class Loader:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    @property
+    def step(self) -> int:
+        """Global batches of the current epoch delivered so far."""
+        return self._step
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self._epoch:
