@@ -80,9 +80,9 @@ class _Resources:
         self.pool: WorkerPool | None = None
         self.rings: RingManager | None = None
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         if self.pool is not None:
-            self.pool.shutdown()
+            self.pool.shutdown(timeout)
             self.pool = None
         if self.rings is not None:
             self.rings.close()
@@ -357,7 +357,7 @@ class Loader:
                     yield batch
         except WorkerDied:
             self._stats.worker_restarts += 1
-            self._res.close()
+            self._res.close(timeout=0.1)  # the survivors' work is lost anyway
             raise
 
     def _deliver(self, epoch: int, wid: int, msg: tuple[Any, ...]) -> dict[str, Any] | None:

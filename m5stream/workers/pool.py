@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
 from typing import Any
@@ -128,14 +129,16 @@ class WorkerPool:
             )
         return out
 
-    def shutdown(self, timeout: float = 2.0) -> None:
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop every worker: STOP and join for up to ``timeout`` in all, then terminate, kill."""
         for conn in self.conns:
             try:
                 conn.send((Cmd.STOP,))
             except (OSError, ValueError):
                 pass
+        deadline = time.monotonic() + timeout
         for p in self.procs:
-            p.join(timeout)
+            p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p.is_alive():
                 p.terminate()

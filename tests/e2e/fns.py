@@ -1,0 +1,53 @@
+"""Picklable transforms used by the multi-process tests (workers import them by name)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+class FailOn:
+    """Raise KeyError for one sample index."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if sample["__index__"] == self.index:
+            raise KeyError(f"no field for {sample['__key__']}")
+        return sample
+
+
+class Slow:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(self.seconds)
+        return sample
+
+
+class RandomJitter:
+    """A random transform: draws from the per-sample generator the loader passes."""
+
+    wants_rng = True
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        sample["noise"] = rng.integers(0, 1 << 30, size=4)
+        sample["pid"] = os.getpid()
+        return sample
+
+
+class Big:
+    """Replace each sample by a large array (to outgrow the first slot size)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        i = sample["__index__"]
+        return {"__index__": i, "__key__": sample["__key__"],
+                "x": np.full(self.nbytes, i % 251, dtype=np.uint8)}

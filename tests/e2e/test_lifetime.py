@@ -1,0 +1,97 @@
+"""No worker process and no shared memory outlives the trainer: after close(), after an
+uncaught exception, and after the trainer itself is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import alive, make_tar_dataset, shm_entries, wait_gone
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _any_process_maps_our_memory() -> list[int]:
+    hits = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/maps") as f:
+                    if "memfd:m5stream" in f.read():
+                        hits.append(int(entry))
+            except OSError:
+                pass
+    return hits
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_tar_dataset(tmp_path_factory.mktemp("life"), shards=2, per_shard=20)
+
+
+def _start(mode: str, pattern: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.trainer_script", mode, pattern],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _pids(proc: subprocess.Popen[str]) -> list[int]:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    assert line and line[0] == "pids", line
+    pids = [int(p) for p in line[1:]]
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+    return pids
+
+
+def test_after_close(pattern: str) -> None:
+    shm = shm_entries()
+    proc = _start("close", pattern)
+    try:
+        pids = _pids(proc)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("close\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "closed"
+        assert wait_gone(pids, 5.0) == set()
+        assert proc.poll() is None  # the trainer still runs, and holds nothing of ours
+        with open(f"/proc/{proc.pid}/maps") as f:
+            assert "memfd:m5stream" not in f.read()
+        fds = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+        assert not [f for f in fds if "m5stream" in f]
+    finally:
+        proc.communicate("", timeout=30)
+    assert proc.returncode == 0
+    assert shm_entries() - shm == set()
+
+
+def test_after_uncaught_exception(pattern: str) -> None:
+    shm = shm_entries()
+    proc = _start("exception", pattern)
+    pids = _pids(proc)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "m5stream.errors.WorkerError: KeyError" in err and "s000006" in err
+    assert wait_gone(pids, 5.0) == set()
+    assert _any_process_maps_our_memory() == []
+    assert shm_entries() - shm == set()
+
+
+def test_after_trainer_sigkill(pattern: str) -> None:
+    shm = shm_entries()
+    proc = _start("forever", pattern)
+    pids = _pids(proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert wait_gone(pids, 5.0) == set(), "workers outlived their trainer"
+    assert wait_gone(_any_process_maps_our_memory(), 5.0) == set()
+    assert shm_entries() - shm == set()
