@@ -26,8 +26,15 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
     ds = dataset(source, format=args.format)
     rates: list[float] = []
     mbs: list[float] = []
-    with Loader(ds, args.batch_size, shuffle=True, seed=0, num_workers=args.workers,
-                output="numpy", on_error="skip") as loader:
+    with Loader(
+        ds,
+        args.batch_size,
+        shuffle=True,
+        seed=0,
+        num_workers=args.workers,
+        output="numpy",
+        on_error="skip",
+    ) as loader:
         it = iter(loader)
         next(it)  # warm-up: workers started, first shards opened
         for _ in range(args.repeats):
@@ -100,11 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"m5stream: error: {exc}", file=sys.stderr)
         return 2
     if args.cmd == "bench":
-        print(f"source   {result['source']} ({result['format']}, "
-              f"{result['samples_in_dataset']} samples)")
+        print(
+            f"source   {result['source']} ({result['format']}, "
+            f"{result['samples_in_dataset']} samples)"
+        )
         print(f"workers  {result['workers']}, batch size {result['batch_size']}")
-        print(f"speed    {result['samples_per_s_median']:.0f} samples/s, "
-              f"{result['mb_per_s_median']:.1f} MB/s (median of {len(result['samples_per_s_runs'])})")
+        runs = len(result["samples_per_s_runs"])
+        print(
+            f"speed    {result['samples_per_s_median']:.0f} samples/s, "
+            f"{result['mb_per_s_median']:.1f} MB/s (median of {runs})"
+        )
         secs = result["stats"]["seconds"]
         print("stages   " + ", ".join(f"{k} {v:.3f}s" for k, v in secs.items()))
         if args.json_path:

@@ -112,12 +112,7 @@ class Dataset:
         try:
             key, fields = self._reader(shard).read(local)
         except M5Error as exc:
-            if exc.index is None:
-                exc.context.setdefault("index", int(index))
-                exc.index = int(index)
-            if exc.uri is None:
-                exc.context.setdefault("uri", self.manifest.uri(shard))
-                exc.uri = self.manifest.uri(shard)
+            exc.add_context(uri=self.manifest.uri(shard), index=int(index))
             raise
         fields["__key__"] = key
         fields["__index__"] = int(index)

@@ -46,10 +46,12 @@ def demo_dataset() -> str:
         for i in range(PER_SHARD):
             n = int(rng.integers(8 << 10, 64 << 10))
             keys.append(f"sample{s * PER_SHARD + i:07d}")
-            samples.append({
-                "bin": rng.integers(0, 256, n, dtype=np.uint8).tobytes(),
-                "cls": str(int(rng.integers(0, 1000))).encode(),
-            })
+            samples.append(
+                {
+                    "bin": rng.integers(0, 256, n, dtype=np.uint8).tobytes(),
+                    "cls": str(int(rng.integers(0, 1000))).encode(),
+                }
+            )
         write_tar_shard(str(root / f"shard-{s:05d}.tar"), samples, keys)
     done.write_text("ok\n")
     return pattern

@@ -32,6 +32,11 @@ class M5Error(Exception):
     """
 
     _CONTEXT = ("uri", "shard", "byte_range", "key", "index")
+    uri: Any
+    shard: Any
+    byte_range: Any
+    key: Any
+    index: Any
 
     def __init__(self, message: str, **context: Any) -> None:
         self.message = message
@@ -45,6 +50,14 @@ class M5Error(Exception):
             return self.message
         where = " ".join(f"{k}={v}" for k, v in self.context.items())
         return f"{self.message} [{where}]"
+
+    def add_context(self, **context: Any) -> None:
+        """Fill in context fields that are not set yet (callers higher up know more)."""
+        for name, value in context.items():
+            if value is not None and self.context.get(name) is None:
+                self.context[name] = value
+                if name in self._CONTEXT:
+                    setattr(self, name, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Builtin exceptions pickle only ``args``; keep the context across processes.
@@ -91,11 +104,7 @@ class WorkerError(M5Error, RuntimeError):
         self.context["cause_type"] = self.cause_type
 
     def __str__(self) -> str:
-        ctx = {
-            k: v
-            for k, v in self.context.items()
-            if k not in ("worker_traceback", "cause_type")
-        }
+        ctx = {k: v for k, v in self.context.items() if k not in ("worker_traceback", "cause_type")}
         where = " ".join(f"{k}={v}" for k, v in ctx.items())
         head = f"{self.message} [{where}]" if where else self.message
         if self.worker_traceback:

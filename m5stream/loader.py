@@ -138,8 +138,9 @@ class Loader:
         self.slot_bytes = slot_bytes
         self.timeout = timeout
         self.start_method = start_method
-        self.order = Order(ds.manifest.counts, shuffle=shuffle, seed=self.seed,
-                           block_size=block_size)
+        self.order = Order(
+            ds.manifest.counts, shuffle=shuffle, seed=self.seed, block_size=block_size
+        )
         self.global_batch_size = batch_size * self.world_size
         self._torch = self._want_torch(output)
         self._epoch = 0
@@ -253,11 +254,18 @@ class Loader:
         return self._iter_workers(self._gen)
 
     def _indices(self, step: int) -> np.ndarray:
-        return batch_indices(self.order, self._epoch, step, batch_size=self.batch_size,
-                             world_size=self.world_size, rank=self.rank)
+        return batch_indices(
+            self.order,
+            self._epoch,
+            step,
+            batch_size=self.batch_size,
+            world_size=self.world_size,
+            rank=self.rank,
+        )
 
-    def _record(self, epoch: int, skipped: list[list[Any]], seconds: dict[str, float],
-                n: int) -> None:
+    def _record(
+        self, epoch: int, skipped: list[list[Any]], seconds: dict[str, float], n: int
+    ) -> None:
         self._stats.add_seconds(seconds)
         self._stats.batches += 1
         self._stats.samples += n
@@ -273,8 +281,9 @@ class Loader:
         if self._torch:
             import torch
 
-            return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-                    for k, v in batch.items()}
+            return {
+                k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()
+            }
         return batch
 
     def _iter_inline(self, gen: int) -> Iterator[dict[str, Any]]:
@@ -282,8 +291,14 @@ class Loader:
         while self._gen == gen and self._step < self.steps_per_epoch:
             step = self._step
             idx = self._indices(step)
-            res = load_samples(self.dataset, self.transform, idx, seed=self.seed, epoch=epoch,
-                               on_error=self.on_error)
+            res = load_samples(
+                self.dataset,
+                self.transform,
+                idx,
+                seed=self.seed,
+                epoch=epoch,
+                on_error=self.on_error,
+            )
             if res.error is not None:
                 raise res.error.to_exception(None)
             t0 = time.perf_counter()
@@ -298,8 +313,14 @@ class Loader:
     def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
         res = self._res
         if res.pool is None:
-            res.pool = WorkerPool(self.num_workers, self.dataset, self.transform, seed=self.seed,
-                                  on_error=self.on_error, start_method=self.start_method)
+            res.pool = WorkerPool(
+                self.num_workers,
+                self.dataset,
+                self.transform,
+                seed=self.seed,
+                on_error=self.on_error,
+                start_method=self.start_method,
+            )
             pool = res.pool
             res.rings = RingManager(self.prefetch + 2, self.slot_bytes, pool.send_ring)
         assert res.pool is not None and res.rings is not None
@@ -342,8 +363,9 @@ class Loader:
                     replies = pool.wait(self.timeout)
                     self._stats.seconds["wait"] += time.perf_counter() - t0
                     if not replies:
-                        raise M5Error(f"no batch arrived within timeout={self.timeout}s",
-                                      index=None)
+                        raise M5Error(
+                            f"no batch arrived within timeout={self.timeout}s", index=None
+                        )
                     for wid, msg in replies:
                         if msg[1] != gen:
                             rings.release(msg[3], msg[4])  # reply to an abandoned iteration

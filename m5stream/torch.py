@@ -33,15 +33,16 @@ from .workers.task import load_samples
 __all__ = ["IterableDataset"]
 
 
-class IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+class IterableDataset(torch.utils.data.IterableDataset):
     """A ``torch.utils.data.IterableDataset`` over an m5stream dataset (see module docstring).
 
     Takes the arguments of :class:`m5stream.Loader`, plus ``unit`` (``"auto"``, ``"batch"``
     or ``"sample"``).
     """
 
-    def __init__(self, ds: Dataset | str, batch_size: int, *, unit: str = "auto",
-                 **loader_kwargs: Any) -> None:
+    def __init__(
+        self, ds: Dataset | str, batch_size: int, *, unit: str = "auto", **loader_kwargs: Any
+    ) -> None:
         super().__init__()
         if unit not in ("auto", "batch", "sample"):
             raise ConfigError(f"unit must be 'auto', 'batch' or 'sample', not {unit!r}")
@@ -112,10 +113,15 @@ class IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-ar
         world_size = int(kw.get("world_size") or 1)
         rank = int(kw.get("rank") or 0)
         seed = int(kw.get("seed", 0))
-        order = Order(self.ds.manifest.counts, shuffle=kw.get("shuffle", False), seed=seed,
-                      block_size=int(kw.get("block_size", 16384)))
-        n_steps = steps_per_epoch(order.num_samples, self.batch_size * world_size,
-                                  bool(kw.get("drop_last", False)))
+        order = Order(
+            self.ds.manifest.counts,
+            shuffle=kw.get("shuffle", False),
+            seed=seed,
+            block_size=int(kw.get("block_size", 16384)),
+        )
+        n_steps = steps_per_epoch(
+            order.num_samples, self.batch_size * world_size, bool(kw.get("drop_last", False))
+        )
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         st = self._sample_state or {}
         epoch = int(st.get("epoch", self._epoch))
@@ -124,17 +130,20 @@ class IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-ar
         transform = kw.get("transform")
         on_error = kw.get("on_error", "raise")
         while step < n_steps:
-            idx = batch_indices(order, epoch, step, batch_size=self.batch_size,
-                                world_size=world_size, rank=rank)
-            res = load_samples(self.ds, transform, idx, seed=seed, epoch=epoch,
-                               on_error=on_error)
+            idx = batch_indices(
+                order, epoch, step, batch_size=self.batch_size, world_size=world_size, rank=rank
+            )
+            res = load_samples(self.ds, transform, idx, seed=seed, epoch=epoch, on_error=on_error)
             if res.error is not None:
                 raise res.error.to_exception(wid)
             samples = res.samples
             for i in range(skip, len(samples)):
                 last = i + 1 == len(samples)
-                self._sample_state = {"epoch": epoch, "step": step + nw if last else step,
-                                      "in_batch": 0 if last else i + 1}
+                self._sample_state = {
+                    "epoch": epoch,
+                    "step": step + nw if last else step,
+                    "in_batch": 0 if last else i + 1,
+                }
                 yield _to_torch(samples[i])
             skip = 0
             step += nw
@@ -142,5 +151,7 @@ class IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-ar
 
 
 def _to_torch(sample: dict[str, Any]) -> dict[str, Any]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
-            for k, v in sample.items()}
+    return {
+        k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        for k, v in sample.items()
+    }

@@ -1,8 +1,9 @@
 """Shared fixtures: an isolated m5stream cache, and leak checks around every test.
 
-After each test, no worker process may remain (the multiprocessing forkserver, which Python
-and its resource tracker, which Python keeps for the life of the interpreter, are allowed), no mapping of an m5stream memfd may remain
-in this process once garbage is collected, and ``/dev/shm`` must hold nothing new.
+After each test, no worker process may remain (the multiprocessing forkserver and resource
+tracker, which Python keeps for the life of the interpreter, are allowed), no mapping of an
+m5stream memfd may remain in this process once garbage is collected, and ``/dev/shm`` must hold
+nothing new.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import (  # noqa: E402
+from tests.helpers import (
     descendants,
     infrastructure_pids,
     our_memfd_mappings,

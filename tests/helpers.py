@@ -51,12 +51,14 @@ def make_parquet_dataset(root: Path, files: int, per_file: int, row_group: int) 
     i = 0
     for f in range(files):
         ids = np.arange(i, i + per_file, dtype=np.int64)
-        table = pa.table({
-            "id": ids,
-            "label": (ids % 7).astype(np.int32),
-            "title": [f"title {v}" for v in ids],
-            "image": [sample_bytes(int(v)) for v in ids],
-        })
+        table = pa.table(
+            {
+                "id": ids,
+                "label": (ids % 7).astype(np.int32),
+                "title": [f"title {v}" for v in ids],
+                "image": [sample_bytes(int(v)) for v in ids],
+            }
+        )
         pq.write_table(table, root / f"part-{f:03d}.parquet", row_group_size=row_group)
         i += per_file
     return str(root)

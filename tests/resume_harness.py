@@ -31,8 +31,9 @@ class Resumable(Protocol):
 Factory = Callable[[int, int, int], Resumable]
 
 
-def run_all(node: Resumable, cuts: set[int] | None = None) -> tuple[list[list[int]],
-                                                                     dict[int, dict[str, Any]]]:
+def run_all(
+    node: Resumable, cuts: set[int] | None = None
+) -> tuple[list[list[int]], dict[int, dict[str, Any]]]:
     """Run to the end; return the batches and the state saved after batch ``c`` for c in cuts."""
     batches: list[list[int]] = []
     states: dict[int, dict[str, Any]] = {}

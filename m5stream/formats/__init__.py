@@ -13,8 +13,7 @@ from .tar import TarFormat
 __all__ = ["FORMATS", "Format", "Sample", "ShardReader", "detect_format", "get_format"]
 
 FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (RawFormat(), TarFormat(), ParquetFormat(), JsonlFormat(), SyntheticFormat())
+    f.name: f for f in (RawFormat(), TarFormat(), ParquetFormat(), JsonlFormat(), SyntheticFormat())
 }
 
 
@@ -22,9 +21,7 @@ def get_format(name: str) -> Format:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown format {name!r}; known: {sorted(FORMATS)}"
-        ) from None
+        raise ConfigError(f"unknown format {name!r}; known: {sorted(FORMATS)}") from None
 
 
 def detect_format(paths: list[str]) -> str:
@@ -39,6 +36,4 @@ def detect_format(paths: list[str]) -> str:
         found.add(name)
     if len(found) == 1:
         return found.pop()
-    raise ConfigError(
-        f"source mixes shard formats {sorted(found)}; pass format= explicitly"
-    )
+    raise ConfigError(f"source mixes shard formats {sorted(found)}; pass format= explicitly")

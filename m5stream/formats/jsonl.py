@@ -51,7 +51,7 @@ def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
             starts, ends, numbers = line_index(buf)
         finally:
             if hasattr(buf, "close"):
-                buf.close()  # type: ignore[union-attr]
+                buf.close()
     finally:
         f.close()
     tmp = f"{path}.{os.getpid()}.tmp.npz"
@@ -74,16 +74,22 @@ class JsonlReader(ShardReader):
         try:
             obj = json.loads(raw)
         except ValueError as exc:
-            raise CorruptData(f"invalid JSON: {exc}", uri=self.shard.uri, key=key,
-                              byte_range=f"{start}-{end - 1}") from None
+            raise CorruptData(
+                f"invalid JSON: {exc}", uri=self.shard.uri, key=key, byte_range=f"{start}-{end - 1}"
+            ) from None
         if not isinstance(obj, dict):
-            raise CorruptData(f"JSON line is a {type(obj).__name__}, not an object",
-                              uri=self.shard.uri, key=key, byte_range=f"{start}-{end - 1}")
+            raise CorruptData(
+                f"JSON line is a {type(obj).__name__}, not an object",
+                uri=self.shard.uri,
+                key=key,
+                byte_range=f"{start}-{end - 1}",
+            )
         if self.columns is not None:
             missing = [c for c in self.columns if c not in obj]
             if missing:
-                raise CorruptData(f"JSON object lacks field(s) {missing}",
-                                  uri=self.shard.uri, key=key)
+                raise CorruptData(
+                    f"JSON object lacks field(s) {missing}", uri=self.shard.uri, key=key
+                )
             obj = {c: obj[c] for c in self.columns}
         return key, obj
 
@@ -97,7 +103,9 @@ class JsonlFormat(Format):
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         cols = options.get("columns")
-        if cols is not None and (isinstance(cols, str) or not all(isinstance(c, str) for c in cols)):
+        if cols is not None and (
+            isinstance(cols, str) or not all(isinstance(c, str) for c in cols)
+        ):
             raise ConfigError("columns must be a list of field names")
         return options
 

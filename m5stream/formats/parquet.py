@@ -60,12 +60,9 @@ class ParquetReader(ShardReader):
         try:
             table = self.file.read_row_group(g, columns=self.columns)
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-            raise CorruptData(
-                f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri
-            ) from None
+            raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
         self._data = {
-            name: _column_values(table.column(name).combine_chunks())
-            for name in table.column_names
+            name: _column_values(table.column(name).combine_chunks()) for name in table.column_names
         }
         self._group = g
 
@@ -87,7 +84,9 @@ class ParquetFormat(Format):
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         cols = options.get("columns")
-        if cols is not None and (isinstance(cols, str) or not all(isinstance(c, str) for c in cols)):
+        if cols is not None and (
+            isinstance(cols, str) or not all(isinstance(c, str) for c in cols)
+        ):
             raise ConfigError("columns must be a list of column names")
         return options
 
@@ -99,8 +98,7 @@ class ParquetFormat(Format):
             missing = [c for c in cols if c not in names]
             if missing:
                 raise ConfigError(
-                    f"column(s) {missing} not in the Parquet schema "
-                    f"(has {sorted(names)})",
+                    f"column(s) {missing} not in the Parquet schema (has {sorted(names)})",
                     uri=uri,
                 )
         return int(f.metadata.num_rows)

@@ -27,8 +27,9 @@ def synthetic_manifest(source: str) -> Manifest:
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
         shard_size = int(q.get("shard_size", 1000))
     except ValueError:
-        raise ConfigError("synthetic source must look like synthetic://N?shard_size=S",
-                          uri=source) from None
+        raise ConfigError(
+            "synthetic source must look like synthetic://N?shard_size=S", uri=source
+        ) from None
     if n < 0 or shard_size <= 0:
         raise ConfigError("synthetic source needs N >= 0 and shard_size > 0", uri=source)
     full, rest = divmod(n, shard_size)
@@ -36,7 +37,7 @@ def synthetic_manifest(source: str) -> Manifest:
     counts = np.full(num, shard_size, dtype=np.int64)
     if rest:
         counts[-1] = rest
-    options = {k: q[k] for k in ("shape", "dtype") if k in q}
+    options: dict[str, Any] = {k: q[k] for k in ("shape", "dtype") if k in q}
     return Manifest(
         source=source,
         format="synthetic",

@@ -109,7 +109,7 @@ def build_index(uri: str) -> TarIndex:
             raise CorruptData(f"corrupt tar shard: {exc}", uri=uri) from None
         finally:
             if hasattr(buf, "close"):
-                buf.close()  # type: ignore[union-attr]
+                buf.close()
     finally:
         f.close()
     return group_members(names, offsets, sizes)
@@ -143,8 +143,8 @@ class TarReader(ShardReader):
             try:
                 sample[str(ix.fields[m])] = self.file.read(off, size)
             except CorruptData as exc:
-                raise CorruptData(exc.message, uri=self.shard.uri, key=key,
-                                  byte_range=exc.byte_range) from None
+                exc.add_context(key=key)
+                raise
         return key, sample
 
     def close(self) -> None:

@@ -86,8 +86,9 @@ class Order:
         hit = self._block_cache.get(epoch)
         if hit is None:
             s = len(self.counts)
-            perm = sampler.permute(np.arange(s, dtype=np.int64), s, epoch_key(self.seed, epoch,
-                                                                               SALT_SHARDS))
+            perm = sampler.permute(
+                np.arange(s, dtype=np.int64), s, epoch_key(self.seed, epoch, SALT_SHARDS)
+            )
             prefix = np.concatenate(([0], np.cumsum(self.counts[perm]))).astype(np.int64)
             hit = (prefix, self.offsets[:-1][perm].copy())
             self._block_cache[epoch] = hit
@@ -103,11 +104,16 @@ class Order:
         if self.mode == "none":
             return pos.copy()
         if self.mode == "global":
-            return sampler.permute(pos, self.num_samples,
-                                   epoch_key(self.seed, epoch, SALT_GLOBAL))
+            return sampler.permute(pos, self.num_samples, epoch_key(self.seed, epoch, SALT_GLOBAL))
         prefix, start = self._block_tables(epoch)
-        return sampler.block_shuffle(pos, self.num_samples, self.block_size,
-                                     epoch_key(self.seed, epoch, SALT_BLOCKS), prefix, start)
+        return sampler.block_shuffle(
+            pos,
+            self.num_samples,
+            self.block_size,
+            epoch_key(self.seed, epoch, SALT_BLOCKS),
+            prefix,
+            start,
+        )
 
 
 def steps_per_epoch(num_samples: int, global_batch: int, drop_last: bool) -> int:

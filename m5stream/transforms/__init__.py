@@ -36,8 +36,9 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=[a, b]))
 
 
-def apply_transform(transform: Transform | None, sample: Sample, *, seed: int,
-                    epoch: int) -> Sample:
+def apply_transform(
+    transform: Transform | None, sample: Sample, *, seed: int, epoch: int
+) -> Sample:
     if transform is None:
         return sample
     if getattr(transform, "wants_rng", False):

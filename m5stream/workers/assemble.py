@@ -39,7 +39,8 @@ def _scalars(values: list[Any]) -> np.ndarray | None:
 
 
 def classify(values: list[Any]) -> tuple[str, Any]:
-    """``("stack", (shape, dtype))``, ``("array", arr)``, ``("bytes", None)`` or ``("object", None)``."""
+    """How a field is batched: ``("stack", (shape, dtype))``, ``("array", arr)``,
+    ``("bytes", None)`` or ``("object", None)``."""
     if not values:
         return "object", None
     first = values[0]
@@ -71,7 +72,7 @@ def assemble_numpy(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """The batch as fresh numpy arrays and lists (the in-process path)."""
     out: dict[str, Any] = {}
     for name in _field_names(samples):
-        values = [s.get(name) for s in samples]
+        values: list[Any] = [s.get(name) for s in samples]
         kind, info = classify(values)
         if kind == "stack":
             out[name] = np.stack(values)
@@ -93,7 +94,7 @@ def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout
     plan: list[tuple[str, str, Any, list[Any]]] = []
     needed = 0
     for name in _field_names(samples):
-        values = [s.get(name) for s in samples]
+        values: list[Any] = [s.get(name) for s in samples]
         kind, info = classify(values)
         if kind == "stack":
             shape, dtype = info

@@ -31,8 +31,9 @@ _PRELOAD = ["numpy", "m5stream.workers.worker"]
 
 
 def _context(start_method: str | None) -> Any:
-    method = start_method or ("forkserver" if "forkserver" in mp.get_all_start_methods()
-                              else "spawn")
+    method = start_method or (
+        "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    )
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
@@ -110,15 +111,15 @@ class WorkerPool:
         dead: list[int] = []
         for obj in ready:
             if obj in conn_ix:
-                wid = conn_ix[obj]  # type: ignore[index]
+                wid = conn_ix[obj]
                 try:
-                    while obj.poll():  # type: ignore[union-attr]
-                        out.append((wid, obj.recv()))  # type: ignore[union-attr]
+                    while obj.poll():
+                        out.append((wid, obj.recv()))
                         self.inflight[wid] -= 1
                 except (EOFError, OSError):
                     dead.append(wid)
             else:
-                dead.append(sentinels[obj])  # type: ignore[index]
+                dead.append(sentinels[obj])
         if dead and not out:
             wid = dead[0]
             p = self.procs[wid]

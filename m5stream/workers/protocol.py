@@ -56,9 +56,11 @@ class ErrorInfo:
 
     @classmethod
     def capture(cls, exc: BaseException, key: str | None, index: int | None) -> ErrorInfo:
+        pickled: bytes | None
         try:
-            pickled: bytes | None = pickle.dumps(exc)
-            pickle.loads(pickled)
+            data = pickle.dumps(exc)
+            pickle.loads(data)  # some exceptions pickle but do not unpickle
+            pickled = data
         except Exception:
             pickled = None
         return cls(
@@ -77,12 +79,10 @@ class ErrorInfo:
         works) with the worker traceback attached as a note; anything else becomes a
         :class:`WorkerError` chained to the original.
         """
-        original = pickle.loads(self.pickled) if self.pickled else None
+        original = pickle.loads(self.pickled) if self.pickled is not None else None
         where = f"worker {worker}" if worker is not None else "the loading thread"
         if isinstance(original, M5Error):
-            if self.key is not None and original.key is None:
-                original.context["key"] = self.key
-                original.key = self.key
+            original.add_context(key=self.key)
             original.add_note(f"Raised in {where}:\n{self.traceback}")
             return original
         err = WorkerError(

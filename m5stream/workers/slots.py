@@ -55,8 +55,9 @@ class SlotRing:
             fd = os.memfd_create(f"m5stream-ring-{ring_id}", os.MFD_CLOEXEC)
             os.ftruncate(fd, total)
         self.fd: int | None = fd
-        self.mm: mmap.mmap | None = mmap.mmap(fd, total, flags=_FLAGS,
-                                              prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self.mm: mmap.mmap | None = mmap.mmap(
+            fd, total, flags=_FLAGS, prot=mmap.PROT_READ | mmap.PROT_WRITE
+        )
         self.array: np.ndarray | None = np.frombuffer(self.mm, dtype=np.uint8)
 
     def slot(self, i: int) -> np.ndarray:

@@ -49,5 +49,8 @@ class Big:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         i = sample["__index__"]
-        return {"__index__": i, "__key__": sample["__key__"],
-                "x": np.full(self.nbytes, i % 251, dtype=np.uint8)}
+        return {
+            "__index__": i,
+            "__key__": sample["__key__"],
+            "x": np.full(self.nbytes, i % 251, dtype=np.uint8),
+        }

@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), M5STREAM_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "m5stream.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "m5stream.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_bench_without_arguments_uses_the_demo_dataset(tmp_path: Path) -> None:

@@ -38,8 +38,12 @@ def _start(mode: str, pattern: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [sys.executable, "-m", "tests.e2e.trainer_script", mode, pattern],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -65,7 +69,8 @@ def test_after_close(pattern: str) -> None:
         assert proc.poll() is None  # the trainer still runs, and holds nothing of ours
         with open(f"/proc/{proc.pid}/maps") as f:
             assert "memfd:m5stream" not in f.read()
-        fds = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")]
+        fd_dir = f"/proc/{proc.pid}/fd"
+        fds = [os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)]
         assert not [f for f in fds if "m5stream" in f]
     finally:
         proc.communicate("", timeout=30)

@@ -43,8 +43,16 @@ def test_batches_carry_exact_bytes_and_keys(tar_ds: m5.Dataset, nw: int) -> None
 def test_order_does_not_depend_on_workers_or_prefetch(tar_ds: m5.Dataset) -> None:
     runs = []
     for nw, pf in [(0, None), (1, 1), (3, 2), (3, 7)]:
-        with m5.Loader(tar_ds, 7, shuffle="block", block_size=30, seed=4, num_workers=nw,
-                       prefetch=pf, output="numpy") as lo:
+        with m5.Loader(
+            tar_ds,
+            7,
+            shuffle="block",
+            block_size=30,
+            seed=4,
+            num_workers=nw,
+            prefetch=pf,
+            output="numpy",
+        ) as lo:
             runs.append(_indices(lo))
     assert all(r == runs[0] for r in runs)
     assert sorted(i for b in runs[0] for i in b) == list(range(120))
@@ -53,17 +61,21 @@ def test_order_does_not_depend_on_workers_or_prefetch(tar_ds: m5.Dataset) -> Non
 def test_random_transforms_are_keyed_by_sample_not_worker(tar_ds: m5.Dataset) -> None:
     out = {}
     for nw in (0, 3):
-        with m5.Loader(tar_ds, 10, shuffle=True, seed=9, num_workers=nw,
-                       transform=fns.RandomJitter(), output="numpy") as lo:
+        with m5.Loader(
+            tar_ds,
+            10,
+            shuffle=True,
+            seed=9,
+            num_workers=nw,
+            transform=fns.RandomJitter(),
+            output="numpy",
+        ) as lo:
             lo.set_epoch(2)
-            out[nw] = {i: n.tolist() for b in lo for i, n in zip(b["__index__"].tolist(),
-                                                                  b["noise"])}
-            pids = set()
-            for b in lo:
-                pass
+            out[nw] = {
+                i: n.tolist() for b in lo for i, n in zip(b["__index__"].tolist(), b["noise"])
+            }
     assert out[0] == out[3]
     assert len({tuple(v) for v in out[0].values()}) == 120
-    del pids
 
 
 def test_torch_output_is_tensors(tar_ds: m5.Dataset) -> None:
@@ -127,8 +139,7 @@ def test_on_error_skip_counts_records_and_logs_once(
             stats = lo.stats
     assert got == [i for i in range(30) if i not in (27, 28, 29)]
     assert stats["skipped"] == 3
-    assert [r[1:3] for r in state["skipped"]] == [[27, "s000027"], [28, "s000028"],
-                                                   [29, "s000029"]]
+    assert [r[1:3] for r in state["skipped"]] == [[27, "s000027"], [28, "s000028"], [29, "s000029"]]
     assert state["skipped_count"] == 3 and all(r[0] == 0 for r in state["skipped"])
     logged = [r for r in caplog.records if "skipped sample" in r.getMessage()]
     assert len(logged) == 3 and "s000027" in logged[0].getMessage()
@@ -167,8 +178,9 @@ def test_ring_grows_for_big_batches_and_data_stays_exact(tar_ds: m5.Dataset) -> 
 
 
 def test_zero_copy_batches_stay_valid_while_held(tar_ds: m5.Dataset) -> None:
-    with m5.Loader(tar_ds, 8, num_workers=2, transform=fns.Big(1000), output="numpy",
-                   prefetch=2) as lo:
+    with m5.Loader(
+        tar_ds, 8, num_workers=2, transform=fns.Big(1000), output="numpy", prefetch=2
+    ) as lo:
         it = iter(lo)
         held = next(it)
         snapshot = held["x"].copy()
@@ -179,16 +191,18 @@ def test_zero_copy_batches_stay_valid_while_held(tar_ds: m5.Dataset) -> None:
 
 
 def test_holding_every_slot_is_a_clear_error(tar_ds: m5.Dataset) -> None:
-    with m5.Loader(tar_ds, 4, num_workers=1, transform=fns.Big(100), output="numpy",
-                   prefetch=1) as lo:
+    with m5.Loader(
+        tar_ds, 4, num_workers=1, transform=fns.Big(100), output="numpy", prefetch=1
+    ) as lo:
         kept = []
         with pytest.raises(m5.SlotsExhausted, match="copy=True"):
             for b in lo:
                 kept.append(b)
         assert len(kept) == 3  # prefetch + 2 slots
         kept.clear()
-    with m5.Loader(tar_ds, 4, num_workers=1, transform=fns.Big(100), output="numpy",
-                   prefetch=1, copy=True) as lo:
+    with m5.Loader(
+        tar_ds, 4, num_workers=1, transform=fns.Big(100), output="numpy", prefetch=1, copy=True
+    ) as lo:
         kept = list(lo)
         assert len(kept) == 30
         assert all((b["x"] == (b["__index__"] % 251)[:, None]).all() for b in kept)
@@ -223,8 +237,9 @@ def test_state_is_small_json_and_checks_what_changed(tmp_path: Path) -> None:
     with pytest.raises(m5.StateMismatch, match="seed: saved 1, loader 2"):
         m5.Loader(ds, 4, shuffle=True, seed=2, output="numpy").load_state_dict(state)
     with pytest.raises(m5.StateMismatch, match="global_batch_size: saved 4, loader 8"):
-        m5.Loader(ds, 4, shuffle=True, seed=1, world_size=2, rank=0,
-                  output="numpy").load_state_dict(state)
+        m5.Loader(
+            ds, 4, shuffle=True, seed=1, world_size=2, rank=0, output="numpy"
+        ).load_state_dict(state)
     make_tar_dataset(tmp_path, shards=2, per_shard=11)  # the data changed
     changed = m5.dataset(pattern)
     with pytest.raises(m5.StateMismatch, match="dataset changed") as e:

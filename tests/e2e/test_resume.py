@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,9 @@ class LoaderNode:
     """m5.Loader driven the way a training loop without set_epoch drives it."""
 
     def __init__(self, ds: m5.Dataset, nw: int, rank: int, ws: int, **kw: Any) -> None:
-        self.loader = m5.Loader(ds, GLOBAL_BATCH // ws, num_workers=nw, rank=rank,
-                                world_size=ws, output="numpy", **kw)
+        self.loader = m5.Loader(
+            ds, GLOBAL_BATCH // ws, num_workers=nw, rank=rank, world_size=ws, output="numpy", **kw
+        )
         self.it: Any = None
 
     def reset(self, state: dict[str, Any] | None) -> None:
@@ -59,16 +59,26 @@ def tar_ds(tmp_path_factory: pytest.TempPathFactory) -> m5.Dataset:
 @pytest.mark.parametrize("shuffle", ["global", "block", "none"])
 def test_loader_resume_matrix_drop_last(tar_ds: m5.Dataset, shuffle: str) -> None:
     kw = {"shuffle": shuffle, "seed": 11, "drop_last": True, "block_size": 40}
-    check_resume(lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw), configs=MATRIX,
-                 num_samples=len(tar_ds), global_batch=GLOBAL_BATCH, epochs=EPOCHS,
-                 drop_last=True)
+    check_resume(
+        lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw),
+        configs=MATRIX,
+        num_samples=len(tar_ds),
+        global_batch=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        drop_last=True,
+    )
 
 
 def test_loader_resume_matrix_keep_last(tar_ds: m5.Dataset) -> None:
     kw = {"shuffle": True, "seed": 5, "drop_last": False}
-    check_resume(lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw), configs=MATRIX,
-                 num_samples=len(tar_ds), global_batch=GLOBAL_BATCH, epochs=EPOCHS,
-                 drop_last=False)
+    check_resume(
+        lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw),
+        configs=MATRIX,
+        num_samples=len(tar_ds),
+        global_batch=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        drop_last=False,
+    )
 
 
 class TorchBatchNode:
@@ -79,8 +89,16 @@ class TorchBatchNode:
 
         from m5stream.torch import IterableDataset
 
-        self.ids = IterableDataset(ds, GLOBAL_BATCH // ws, shuffle=True, seed=3, drop_last=True,
-                                   num_workers=nw, rank=rank, world_size=ws)
+        self.ids = IterableDataset(
+            ds,
+            GLOBAL_BATCH // ws,
+            shuffle=True,
+            seed=3,
+            drop_last=True,
+            num_workers=nw,
+            rank=rank,
+            world_size=ws,
+        )
         self.dl = StatefulDataLoader(self.ids, batch_size=None, num_workers=0)
         self.epoch = 0
         self.it: Any = None
@@ -123,8 +141,16 @@ class TorchSampleNode(TorchBatchNode):
 
         from m5stream.torch import IterableDataset
 
-        self.ids = IterableDataset(ds, GLOBAL_BATCH // ws, shuffle=True, seed=3, drop_last=True,
-                                   rank=rank, world_size=ws, unit="sample")
+        self.ids = IterableDataset(
+            ds,
+            GLOBAL_BATCH // ws,
+            shuffle=True,
+            seed=3,
+            drop_last=True,
+            rank=rank,
+            world_size=ws,
+            unit="sample",
+        )
         self.dl = StatefulDataLoader(self.ids, batch_size=GLOBAL_BATCH // ws, num_workers=2)
         self.epoch = 0
         self.it = None
@@ -132,6 +158,11 @@ class TorchSampleNode(TorchBatchNode):
 
 @pytest.mark.parametrize("node", [TorchBatchNode, TorchSampleNode])
 def test_torch_dataset_resume(tar_ds: m5.Dataset, node: type) -> None:
-    check_resume(lambda nw, r, ws: node(tar_ds, nw, r, ws),
-                 configs=[(0, 1), (2, 2), (1, 4)], num_samples=len(tar_ds),
-                 global_batch=GLOBAL_BATCH, epochs=EPOCHS, drop_last=True)
+    check_resume(
+        lambda nw, r, ws: node(tar_ds, nw, r, ws),
+        configs=[(0, 1), (2, 2), (1, 4)],
+        num_samples=len(tar_ds),
+        global_batch=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        drop_last=True,
+    )

@@ -10,17 +10,19 @@ from m5stream.workers.assemble import assemble_numpy, read_batch, write_batch
 def _samples() -> list[dict]:
     out = []
     for i in range(5):
-        out.append({
-            "__index__": 10 + i,
-            "__key__": f"k{i}",
-            "img": np.full((2, 3), i, dtype=np.uint8),
-            "label": i,
-            "score": i / 2,
-            "flag": bool(i % 2),
-            "blob": bytes([i]) * (i + 1),
-            "text": f"t{i}",
-            "ragged": np.arange(i),
-        })
+        out.append(
+            {
+                "__index__": 10 + i,
+                "__key__": f"k{i}",
+                "img": np.full((2, 3), i, dtype=np.uint8),
+                "label": i,
+                "score": i / 2,
+                "flag": bool(i % 2),
+                "blob": bytes([i]) * (i + 1),
+                "text": f"t{i}",
+                "ragged": np.arange(i),
+            }
+        )
     return out
 
 

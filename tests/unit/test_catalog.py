@@ -14,7 +14,11 @@ from tests.helpers import make_tar_dataset
 
 def test_brace_ranges_keep_padding() -> None:
     assert expand_braces("shard-{00000..00003}.tar") == [
-        "shard-00000.tar", "shard-00001.tar", "shard-00002.tar", "shard-00003.tar"]
+        "shard-00000.tar",
+        "shard-00001.tar",
+        "shard-00002.tar",
+        "shard-00003.tar",
+    ]
     assert expand_braces("x{8..11}") == ["x8", "x9", "x10", "x11"]
     assert expand_braces("x{3..1}") == ["x3", "x2", "x1"]
     assert expand_braces("x{0..6..3}") == ["x0", "x3", "x6"]

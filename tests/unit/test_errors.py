@@ -10,14 +10,17 @@ import m5stream as m5
 from m5stream.workers.protocol import ErrorInfo
 
 
-@pytest.mark.parametrize("cls,base", [
-    (m5.NotFound, FileNotFoundError),
-    (m5.PermissionDenied, PermissionError),
-    (m5.CorruptData, ValueError),
-    (m5.ConfigError, ValueError),
-    (m5.StateMismatch, ValueError),
-    (m5.WorkerDied, RuntimeError),
-])
+@pytest.mark.parametrize(
+    "cls,base",
+    [
+        (m5.NotFound, FileNotFoundError),
+        (m5.PermissionDenied, PermissionError),
+        (m5.CorruptData, ValueError),
+        (m5.ConfigError, ValueError),
+        (m5.StateMismatch, ValueError),
+        (m5.WorkerDied, RuntimeError),
+    ],
+)
 def test_subclasses_and_pickling(cls: type[m5.M5Error], base: type) -> None:
     err = cls("went wrong", uri="/data/x.tar", key="k1", index=7)
     assert isinstance(err, m5.M5Error) and isinstance(err, base)

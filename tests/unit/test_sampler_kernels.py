@@ -50,8 +50,9 @@ def test_block_shuffle_matches_reference_and_is_a_bijection(counts: list[int], b
     prefix, start = order._block_tables(4)
     pos = np.arange(n, dtype=np.int64)
     out = sampler.block_shuffle(pos, n, block, epoch_key(9, 4, SALT_BLOCKS), prefix, start)
-    expect = ref.block_shuffle(pos.tolist(), n, block, epoch_key(9, 4, SALT_BLOCKS),
-                               prefix.tolist(), start.tolist())
+    expect = ref.block_shuffle(
+        pos.tolist(), n, block, epoch_key(9, 4, SALT_BLOCKS), prefix.tolist(), start.tolist()
+    )
     assert out.tolist() == expect
     assert sorted(out.tolist()) == list(range(n))
 

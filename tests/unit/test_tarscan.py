@@ -49,16 +49,28 @@ def _tarfile_index(raw: bytes) -> tuple[list[bytes], list[int], list[int]]:
 
 LONG = "d" * 120 + "/" + "x" * 90 + ".jpg"
 CASES = {
-    "ustar": (tarfile.USTAR_FORMAT, [("a.jpg", b"123", tarfile.REGTYPE),
-                                     ("a.cls", b"7", tarfile.REGTYPE),
-                                     ("dir", None, tarfile.DIRTYPE),
-                                     ("dir/b.txt", b"", tarfile.REGTYPE),
-                                     ("pre/" * 30 + "c.bin", b"x" * 1000, tarfile.REGTYPE)]),
-    "gnu_longname": (tarfile.GNU_FORMAT, [(LONG, b"long" * 300, tarfile.REGTYPE),
-                                          ("short.txt", b"s", tarfile.REGTYPE),
-                                          ("link", None, tarfile.SYMTYPE)]),
-    "pax": (tarfile.PAX_FORMAT, [(LONG, b"p" * 513, tarfile.REGTYPE),
-                                 ("ünïcode.txt", b"u", tarfile.REGTYPE)]),
+    "ustar": (
+        tarfile.USTAR_FORMAT,
+        [
+            ("a.jpg", b"123", tarfile.REGTYPE),
+            ("a.cls", b"7", tarfile.REGTYPE),
+            ("dir", None, tarfile.DIRTYPE),
+            ("dir/b.txt", b"", tarfile.REGTYPE),
+            ("pre/" * 30 + "c.bin", b"x" * 1000, tarfile.REGTYPE),
+        ],
+    ),
+    "gnu_longname": (
+        tarfile.GNU_FORMAT,
+        [
+            (LONG, b"long" * 300, tarfile.REGTYPE),
+            ("short.txt", b"s", tarfile.REGTYPE),
+            ("link", None, tarfile.SYMTYPE),
+        ],
+    ),
+    "pax": (
+        tarfile.PAX_FORMAT,
+        [(LONG, b"p" * 513, tarfile.REGTYPE), ("ünïcode.txt", b"u", tarfile.REGTYPE)],
+    ),
 }
 
 
@@ -73,14 +85,14 @@ def test_scan_matches_reference_and_tarfile(case: str, end: bool) -> None:
     assert names == rnames == tnames
     assert offs.tolist() == roffs.tolist() == toffs
     assert sizes.tolist() == rsizes.tolist() == tsizes
-    for (name, data, _), off, size in zip([m for m in members if m[1] is not None], offs, sizes):
+    for (_, data, _), off, size in zip([m for m in members if m[1] is not None], offs, sizes):
         assert raw[off : off + size] == data
 
 
 def test_empty_archive() -> None:
     for scan in (tarscan.scan, tar_reference.scan):
         names, offs, sizes = scan(b"")
-        assert names == [] and len(offs) == 0 and offs.dtype == np.int64
+        assert names == [] and len(offs) == len(sizes) == 0 and offs.dtype == np.int64
 
 
 @pytest.mark.parametrize("scan", [tarscan.scan, tar_reference.scan], ids=["cython", "python"])
@@ -93,4 +105,4 @@ def test_damage_is_reported_with_its_byte_offset(scan: object) -> None:
     with pytest.raises(ValueError, match=r"truncated tar member data at byte 512"):
         scan(bytes(raw[:514]))  # type: ignore[operator]
     with pytest.raises(ValueError, match=r"truncated tar header at byte 1024"):
-        scan(bytes(raw[:1024 + 100]))  # type: ignore[operator]
+        scan(bytes(raw[: 1024 + 100]))  # type: ignore[operator]

@@ -1,0 +1,9 @@
+from typing import Any
+
+import numpy as np
+
+def mix(x: int) -> int: ...
+def permute(positions: Any, n: int, key: int) -> np.ndarray: ...
+def block_shuffle(
+    positions: Any, n: int, block: int, key: int, perm_prefix: Any, perm_start: Any
+) -> np.ndarray: ...
