@@ -13,6 +13,8 @@ import os
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
+
 from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
 from .errors import ConfigError, M5Error
@@ -22,7 +24,9 @@ from .storage.local import stat_local
 
 __all__ = ["Dataset", "dataset"]
 
-_OPEN_READERS = 8
+# Readers hold an open file and an index (tar/JSONL) or one decoded row group (Parquet): a global
+# shuffle touches many shards per batch, so keep enough of them to avoid reopening per sample.
+_OPEN_READERS = 32
 
 
 def dataset(
@@ -109,6 +113,19 @@ class Dataset:
     def get(self, index: int) -> Sample:
         """The sample with global index ``index``: its fields plus ``__key__``/``__index__``."""
         shard, local = self.manifest.locate(int(index))
+        return self.read_at(int(index), shard, local)
+
+    def locate_many(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`Manifest.locate`: (shard numbers, indices within the shards)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        offsets = self.manifest.offsets
+        if len(idx) and (idx.min() < 0 or idx.max() >= offsets[-1]):
+            raise IndexError(f"sample index out of range [0, {int(offsets[-1])})")
+        shards = np.searchsorted(offsets, idx, side="right") - 1
+        return shards, idx - offsets[shards]
+
+    def read_at(self, index: int, shard: int, local: int) -> Sample:
+        """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
         try:
             key, fields = self._reader(shard).read(local)
         except M5Error as exc:

@@ -8,6 +8,7 @@ allocation: the stand-in for pre-decoded data in hand-off benchmarks.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -50,19 +51,23 @@ def synthetic_manifest(source: str) -> Manifest:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _pool(shape: str, dtype: str) -> list[np.ndarray]:
+    # one pool per process and shape: opening a shard must not allocate (shuffles open many)
+    dims = tuple(int(d) for d in shape.split("x"))
+    out = []
+    for v in range(16):
+        a = np.full(dims, v, dtype=np.dtype(dtype))
+        a.flags.writeable = False
+        out.append(a)
+    return out
+
+
 class SyntheticReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
-        self.pool: list[np.ndarray] | None = None
         shape = options.get("shape")
-        if shape:
-            dims = tuple(int(d) for d in str(shape).split("x"))
-            dtype = np.dtype(options.get("dtype", "uint8"))
-            self.pool = []
-            for v in range(16):
-                a = np.full(dims, v, dtype=dtype)
-                a.flags.writeable = False
-                self.pool.append(a)
+        self.pool = _pool(str(shape), str(options.get("dtype", "uint8"))) if shape else None
 
     def read(self, local: int) -> tuple[str, Sample]:
         index = self.shard.first_sample + local

@@ -128,8 +128,7 @@ def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout
             shape, dtype = info
             n = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             dst = slot[off : off + n].view(dtype).reshape((len(values), *shape))
-            for i, v in enumerate(values):
-                dst[i] = v
+            np.stack(values, out=dst)
             layout.append(("array", name, off, dtype.str, (len(values), *shape)))
         elif kind == "array":
             n = info.nbytes

@@ -43,11 +43,12 @@ def load_samples(
     """
     res = LoadResult()
     clock = time.perf_counter
-    for idx in indices.tolist():
+    shards, locals_ = dataset.locate_many(indices)
+    for idx, shard, local in zip(indices.tolist(), shards.tolist(), locals_.tolist()):
         key = None
         t0 = clock()
         try:
-            sample = dataset.get(idx)
+            sample = dataset.read_at(idx, shard, local)
             key = sample["__key__"]
             t1 = clock()
             res.seconds["read"] += t1 - t0

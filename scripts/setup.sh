@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a development environment in .venv: dependencies, the Cython
+# extensions built in place, and m5stream installed in editable mode (console script).
+# Used by scripts/bench.sh and .ci/run; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+# torch is pinned: an open range can pull a multi-GB CUDA build; 2.13.0 is the CPU build.
+"$VPY" -m pip install -q "torch==2.13.0"
+"$VPY" -m pip install -q \
+  "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "pyarrow>=14" "torchdata>=0.8" \
+  "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10"
+"$VPY" setup.py -q build_ext --inplace >/dev/null
+"$VPY" -m pip install -q --no-build-isolation --no-deps -e .
+"$VPY" -c "import m5stream._native.sampler, m5stream._native.tarscan; print('m5stream ready:', __import__('m5stream').__version__)"

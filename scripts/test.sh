@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint (ruff), types (mypy), unit + e2e (+ integration) tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check m5stream tests benchmarks
+.venv/bin/ruff format --check m5stream tests
+.venv/bin/mypy
+# A private cache, so tests never reuse indexes or demo data from a developer's runs.
+M5STREAM_CACHE="$(mktemp -d)"
+export M5STREAM_CACHE
+trap 'rm -rf "$M5STREAM_CACHE"' EXIT
+.venv/bin/python -m pytest tests --timeout=900 -p no:cacheprovider "$@"
