@@ -381,6 +381,12 @@ class Loader:
             self._stats.worker_restarts += 1
             self._res.close(timeout=0.1)  # the survivors' work is lost anyway
             raise
+        finally:
+            # batches that arrived but were never delivered (the caller stopped early, or an
+            # error was raised): give their slots back
+            for item in ready.values():
+                if item is not None and self._res.rings is not None:
+                    rings.release(item[1][3], item[1][4])
 
     def _deliver(self, epoch: int, wid: int, msg: tuple[Any, ...]) -> dict[str, Any] | None:
         t0 = time.perf_counter()

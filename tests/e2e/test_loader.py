@@ -268,3 +268,19 @@ def test_rank_and_world_size_from_environment(monkeypatch: pytest.MonkeyPatch) -
 
 def test_wait_gone_helper_sees_exits() -> None:
     assert wait_gone([os.getpid()], timeout=0.1) == {os.getpid()}
+
+
+def test_stopping_early_gives_every_slot_back(tar_ds: m5.Dataset) -> None:
+    with m5.Loader(
+        tar_ds, 4, num_workers=2, transform=fns.Big(100), output="numpy", prefetch=4
+    ) as lo:
+        for _ in range(5):
+            it = iter(lo)
+            next(it)
+            next(it)
+            it.close()  # abandon with batches in flight and some already received
+        # every slot is usable again: a full pass needs them all without SlotsExhausted
+        lo.set_epoch(1)
+        assert sum(len(b) for b in _indices(lo)) == 120
+        rings = lo._res.rings
+        assert rings is not None and len(rings.free) == rings.num_slots
