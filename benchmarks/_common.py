@@ -34,16 +34,25 @@ def tree_pids(root: int | None = None) -> list[int]:
     return out
 
 
-def pss_bytes(pid: int) -> int:
-    """Proportional set size: shared pages are split between the processes that map them."""
+def _kb_field(path: str, field: str) -> int:
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages are split between the processes that map them."""
+    return _kb_field(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size: shared pages count once in every process that maps them."""
+    return _kb_field(f"/proc/{pid}/status", "VmRSS:")
 
 
 class PeakTreeMemory:
@@ -52,12 +61,15 @@ class PeakTreeMemory:
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_rss = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, sum(pss_bytes(p) for p in tree_pids()))
+            pids = tree_pids()
+            self.peak = max(self.peak, sum(pss_bytes(p) for p in pids))
+            self.peak_rss = max(self.peak_rss, sum(rss_bytes(p) for p in pids))
             time.sleep(0.25)
 
     def __enter__(self) -> PeakTreeMemory:

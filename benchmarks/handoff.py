@@ -60,6 +60,15 @@ def consume(it: object, batches: int) -> None:
         assert b["image"].shape == (BATCH, *SHAPE)
 
 
+def _result(batches: int, wall: float, cpu: float, mem: PeakTreeMemory) -> dict[str, float]:
+    return {
+        "batches_s": batches / wall,
+        "cpu_ms": cpu / batches * 1e3,
+        "pss_mb": mem.peak / 1e6,
+        "rss_mb": mem.peak_rss / 1e6,
+    }
+
+
 def run_m5(workers: int, batches: int) -> dict[str, float]:
     ds = m5.dataset(f"synthetic://10000000?shard_size=1000000&shape={'x'.join(map(str, SHAPE))}")
     with PeakTreeMemory() as mem:
@@ -67,7 +76,7 @@ def run_m5(workers: int, batches: int) -> dict[str, float]:
             it = iter(lo)
             consume(it, 5)  # warm-up: workers started, ring sized
             wall, cpu = timed(lambda: consume(it, batches))
-    return {"batches_s": batches / wall, "cpu_ms": cpu / batches * 1e3, "pss_mb": mem.peak / 1e6}
+    return _result(batches, wall, cpu, mem)
 
 
 def run_torch(workers: int, batches: int) -> dict[str, float]:
@@ -83,7 +92,7 @@ def run_torch(workers: int, batches: int) -> dict[str, float]:
         consume(it, 5)
         wall, cpu = timed(lambda: consume(it, batches))
         it._shutdown_workers()  # type: ignore[attr-defined]  # inside the memory window
-    return {"batches_s": batches / wall, "cpu_ms": cpu / batches * 1e3, "pss_mb": mem.peak / 1e6}
+    return _result(batches, wall, cpu, mem)
 
 
 def main() -> None:
@@ -111,10 +120,16 @@ def main() -> None:
         f"# handoff: {BATCH}x{'x'.join(map(str, SHAPE))} uint8 ({batch_bytes / 1e6:.1f} MB) "
         f"per batch, {a.workers} workers, median of {a.repeats}; {environment()}"
     )
-    print(f"{'':10}{'batches/s':>12}{'GB/s':>8}{'trainer CPU ms/batch':>22}{'peak PSS MB':>13}")
+    print(
+        f"{'':10}{'batches/s':>12}{'GB/s':>8}{'trainer CPU ms/batch':>22}"
+        f"{'peak PSS MB':>13}{'peak RSS MB':>13}"
+    )
     for side, gb in (("m5", m5_gbps), ("torch", t_gbps)):
         r = med[side]
-        print(f"{side:10}{r['batches_s']:12.1f}{gb:8.2f}{r['cpu_ms']:22.2f}{r['pss_mb']:13.0f}")
+        print(
+            f"{side:10}{r['batches_s']:12.1f}{gb:8.2f}{r['cpu_ms']:22.2f}"
+            f"{r['pss_mb']:13.0f}{r['rss_mb']:13.0f}"
+        )
     print(
         f"memcpy single core: {mc:.2f} GB/s into 8 rotating batch buffers "
         f"({mc_hot:.2f} GB/s into one cache-resident buffer)"
