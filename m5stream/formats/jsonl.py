@@ -8,12 +8,11 @@ The line index (start and end byte of every non-empty line) is computed with num
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
 
-from .._cache import cache_dir, stamp_key
+from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData
 from ..storage.local import LocalFile
@@ -36,14 +35,7 @@ def line_index(buf: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts[keep], ends[keep], numbers[keep]
 
 
-def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
-    path = str(cache_dir("index") / f"jsonl-{stamp_key(uri, size, stamp)}.npz")
-    if os.path.exists(path):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return z["starts"], z["ends"], z["numbers"]
-        except Exception:
-            pass
+def _build_line_index(uri: str) -> dict[str, np.ndarray]:
     f = LocalFile(uri)
     try:
         buf = f.map()
@@ -54,10 +46,12 @@ def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
                 buf.close()
     finally:
         f.close()
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, starts=starts, ends=ends, numbers=numbers)
-    os.replace(tmp, path)
-    return starts, ends, numbers
+    return {"starts": starts, "ends": ends, "numbers": numbers}
+
+
+def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
+    arrays = cached_index("jsonl", uri, size, stamp, lambda: _build_line_index(uri))
+    return arrays["starts"], arrays["ends"], arrays["numbers"]
 
 
 class JsonlReader(ShardReader):

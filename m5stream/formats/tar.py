@@ -12,12 +12,11 @@ reuses a stale index.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from .._cache import cache_dir, stamp_key
+from .._cache import cached_index
 from .._native import tarscan
 from ..catalog.manifest import ShardInfo
 from ..errors import CorruptData
@@ -29,6 +28,8 @@ __all__ = ["TarFormat", "TarIndex", "group_members"]
 
 class TarIndex:
     """Samples of one tar shard: ``keys[i]`` owns members ``starts[i]:starts[i+1]``."""
+
+    FIELDS = ("keys", "starts", "fields", "offsets", "sizes")
 
     def __init__(
         self,
@@ -47,22 +48,8 @@ class TarIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def save(self, path: str) -> None:
-        tmp = f"{path}.{os.getpid()}.tmp.npz"
-        np.savez(
-            tmp,
-            keys=self.keys,
-            starts=self.starts,
-            fields=self.fields,
-            offsets=self.offsets,
-            sizes=self.sizes,
-        )
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str) -> TarIndex:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["keys"], z["starts"], z["fields"], z["offsets"], z["sizes"])
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -116,15 +103,8 @@ def build_index(uri: str) -> TarIndex:
 
 
 def load_index(uri: str, size: int, stamp: str) -> TarIndex:
-    path = str(cache_dir("index") / f"tar-{stamp_key(uri, size, stamp)}.npz")
-    if os.path.exists(path):
-        try:
-            return TarIndex.load(path)
-        except Exception:
-            pass  # a damaged cache entry is rebuilt, never trusted
-    index = build_index(uri)
-    index.save(path)
-    return index
+    arrays = cached_index("tar", uri, size, stamp, lambda: build_index(uri).arrays())
+    return TarIndex(*(arrays[name] for name in TarIndex.FIELDS))
 
 
 class TarReader(ShardReader):

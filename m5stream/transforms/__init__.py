@@ -14,19 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from .._native.sampler import mix as _mix
+
 __all__ = ["Transform", "apply_transform", "sample_rng"]
 
 _M64 = (1 << 64) - 1
 
 Sample = dict[str, Any]
 Transform = Callable[..., Sample]
-
-
-def _mix(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
