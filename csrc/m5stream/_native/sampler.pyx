@@ -18,7 +18,7 @@ cdef enum:
     ROUNDS = 6
 
 
-cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
+cdef uint64_t splitmix64(uint64_t x) noexcept nogil:
     # Stafford's mix13 finaliser as used by splitmix64: a cheap, well-distributed 64-bit hash.
     x = x + <uint64_t>0x9E3779B97F4A7C15ULL
     x = (x ^ (x >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
@@ -26,7 +26,7 @@ cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
     return x ^ (x >> 31)
 
 
-cdef inline uint64_t feistel_round_trip(uint64_t x, int half_bits, uint64_t key) noexcept nogil:
+cdef uint64_t feistel_round_trip(uint64_t x, int half_bits, uint64_t key) noexcept nogil:
     cdef uint64_t mask = ((<uint64_t>1) << half_bits) - 1
     cdef uint64_t left = x >> half_bits
     cdef uint64_t right = x & mask
