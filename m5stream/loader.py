@@ -35,12 +35,12 @@ from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
 from .sampling import Order, batch_indices, rank_bounds, steps_per_epoch
 from .state import STATE_VERSION, check_state
 from .stats import Stats
-from .transforms import Transform
+from .transforms import TransformFn
 from .workers.assemble import assemble_numpy, read_batch
 from .workers.pool import WorkerPool
 from .workers.protocol import Cmd, Reply
 from .workers.slots import RingManager
-from .workers.task import load_samples
+from .workers.task import BatchTransform, load_samples
 
 __all__ = ["Loader"]
 
@@ -97,7 +97,8 @@ class Loader:
         ds: Dataset | str,
         batch_size: int,
         *,
-        transform: Transform | None = None,
+        transform: TransformFn | None = None,
+        batch_transform: BatchTransform | None = None,
         shuffle: bool | str = False,
         seed: int = 0,
         num_workers: int = 0,
@@ -128,6 +129,7 @@ class Loader:
         self.dataset = ds
         self.batch_size = batch_size
         self.transform = transform
+        self.batch_transform = batch_transform
         self.seed = int(seed)
         self.num_workers = num_workers
         self.drop_last = bool(drop_last)
@@ -302,7 +304,12 @@ class Loader:
             if res.error is not None:
                 raise res.error.to_exception(None)
             t0 = time.perf_counter()
-            batch = assemble_numpy(res.samples) if res.samples else None
+            if not res.samples:
+                batch = None
+            elif self.batch_transform is not None:
+                batch = self.batch_transform(res.samples)
+            else:
+                batch = assemble_numpy(res.samples)
             res.seconds["assemble"] = time.perf_counter() - t0
             self._record(epoch, res.skipped, res.seconds, len(res.samples))
             self._step = step + 1
@@ -317,6 +324,7 @@ class Loader:
                 self.num_workers,
                 self.dataset,
                 self.transform,
+                self.batch_transform,
                 seed=self.seed,
                 on_error=self.on_error,
                 start_method=self.start_method,

@@ -1,10 +1,13 @@
-"""Per-sample transforms: the contract the loader relies on.
+"""Per-sample transforms and the JSON artifact that ships them with a model.
 
-A transform is any picklable callable ``sample -> sample``. One that draws random numbers sets
+Importable with numpy and the ``m5stream._native`` extension only - no torch, no awscrt, no
+loader - so a serving container can ``from m5stream.transforms import load`` and run exactly the
+preprocessing the model was trained with.
+
+A transform is a picklable callable ``sample -> sample``. One that draws random numbers sets
 ``wants_rng = True`` and is called as ``t(sample, rng=...)`` with a numpy ``Generator`` keyed
 by ``(seed, epoch, sample index)`` (:func:`sample_rng`), so its output does not depend on which
-worker ran it or when. This module imports nothing beyond numpy, so a serving process can use
-it alone.
+worker ran it or when.
 """
 
 from __future__ import annotations
@@ -15,13 +18,48 @@ from typing import Any
 import numpy as np
 
 from .._native.sampler import mix as _mix
+from .base import ARTIFACT_FORMAT, ARTIFACT_VERSION, Compose, Transform, from_json, load
+from .image import (
+    CenterCrop,
+    DecodeImage,
+    LazyImage,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    ToCHW,
+    materialize,
+)
+from .text import Cast, PackTokens, SelectColumns, Tokenize
 
-__all__ = ["Transform", "apply_transform", "sample_rng"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
+    "Cast",
+    "CenterCrop",
+    "Compose",
+    "DecodeImage",
+    "LazyImage",
+    "Normalize",
+    "PackTokens",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
+    "Resize",
+    "SelectColumns",
+    "ToCHW",
+    "Tokenize",
+    "Transform",
+    "apply_transform",
+    "from_json",
+    "load",
+    "materialize",
+    "sample_rng",
+]
 
 _M64 = (1 << 64) - 1
 
 Sample = dict[str, Any]
-Transform = Callable[..., Sample]
+TransformFn = Callable[..., Sample]
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -32,10 +70,15 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def apply_transform(
-    transform: Transform | None, sample: Sample, *, seed: int, epoch: int
+    transform: TransformFn | None, sample: Sample, *, seed: int, epoch: int, defer: bool = False
 ) -> Sample:
+    """Run ``transform`` the way the loader does (keyed rng; lazy images when ``defer``)."""
     if transform is None:
         return sample
+    kwargs: dict[str, Any] = {}
     if getattr(transform, "wants_rng", False):
-        return transform(sample, rng=sample_rng(seed, epoch, int(sample["__index__"])))
-    return transform(sample)
+        kwargs["rng"] = sample_rng(seed, epoch, int(sample["__index__"]))
+    if defer and getattr(transform, "supports_defer", False):
+        kwargs["defer"] = True
+    out = transform(sample, **kwargs)
+    return out if defer else materialize(out)

@@ -85,15 +85,100 @@ def assemble_numpy(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout, int]:
-    """Write ``samples`` into ``slot``; returns ``(layout, bytes needed)``.
+def _deferred(v: Any) -> bool:
+    """A lazily made value (``LazyImage``) that can write itself into a destination row."""
+    return hasattr(v, "write_into") and hasattr(v, "shape") and hasattr(v, "dtype")
 
-    If the batch needs more than ``len(slot)`` bytes nothing is written to the slot and every
-    field is carried inline in the layout.
+
+Failure = tuple[dict[str, Any], BaseException]
+
+
+def _fill_rows(
+    samples: list[dict[str, Any]], fields: dict[str, np.ndarray], failures: list[Failure]
+) -> list[dict[str, Any]]:
+    """Write each sample's deferred ``fields`` into consecutive rows; a sample whose write
+    fails is dropped (recorded in ``failures``) and its row reused by the next one."""
+    ok: list[dict[str, Any]] = []
+    for s in samples:
+        j = len(ok)
+        try:
+            for name, dst in fields.items():
+                s[name].write_into(dst[j])
+        except Exception as exc:
+            failures.append((s, exc))
+            continue
+        ok.append(s)
+    return ok
+
+
+def write_batch(
+    samples: list[dict[str, Any]], slot: np.ndarray
+) -> tuple[Layout, int, list[Failure]]:
+    """Write ``samples`` into ``slot``; returns ``(layout, bytes needed, failures)``.
+
+    Deferred values (lazy images) of one shape are made straight into their rows of the slot
+    (the fused decode writes the final tensor in place); a sample whose deferred value fails is
+    left out of the batch and returned in ``failures`` with its exception. If the batch needs
+    more than ``len(slot)`` bytes nothing is written to the slot and every field is carried
+    inline in the layout.
     """
+    failures: list[Failure] = []
+    names = _field_names(samples)
+    # deferred fields that do not share one shape are made one by one, like any value
+    uniform: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for name in names:
+        vals: list[Any] = [s.get(name) for s in samples]
+        lazy = [_deferred(v) for v in vals]
+        if not any(lazy):
+            continue
+        specs = {(tuple(v.shape), np.dtype(v.dtype)) for v in vals if _deferred(v)}
+        if all(lazy) and len(specs) == 1:
+            uniform[name] = specs.pop()
+            continue
+        kept = []
+        for s in samples:
+            v: Any = s.get(name)
+            try:
+                if _deferred(v):
+                    s[name] = v.materialize()
+            except Exception as exc:
+                failures.append((s, exc))
+                continue
+            kept.append(s)
+        samples = kept
+    n = len(samples)
+    deferred_bytes = {
+        name: n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        for name, (shape, dtype) in uniform.items()
+    }
+    needed = sum(_aligned(b) for b in deferred_bytes.values())
+    # lay deferred fields out first, at capacity n, and make them
+    dsts: dict[str, np.ndarray] = {}
+    offsets: dict[str, int] = {}
+    fits_deferred = needed <= len(slot)
+    off = 0
+    for name, (shape, dtype) in uniform.items():
+        if fits_deferred:
+            nb = deferred_bytes[name]
+            dsts[name] = slot[off : off + nb].view(dtype).reshape((n, *shape))
+            offsets[name] = off
+            off += _aligned(nb)
+        else:
+            dsts[name] = np.empty((n, *shape), dtype=dtype)
+    samples = _fill_rows(samples, dsts, failures)
+    n_ok = len(samples)
+    layout: Layout = []
+    for name, (shape, dtype) in uniform.items():
+        if fits_deferred:
+            layout.append(("array", name, offsets[name], dtype.str, (n_ok, *shape)))
+        else:
+            layout.append(("inline", name, dsts[name][:n_ok]))
+    # then the other fields of the samples that made it
     plan: list[tuple[str, str, Any, list[Any]]] = []
-    needed = 0
-    for name in _field_names(samples):
+    rest = 0
+    for name in names:
+        if name in uniform:
+            continue
         values: list[Any] = [s.get(name) for s in samples]
         kind, info = classify(values)
         if kind == "stack":
@@ -106,12 +191,9 @@ def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout
         else:
             nbytes = 0
         plan.append((name, kind, info, values))
-        needed += (nbytes + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
-    index = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
-    keys = [s["__key__"] for s in samples]
-    layout: Layout = []
-    fits = needed <= len(slot)
-    off = 0
+        rest += _aligned(nbytes)
+    needed += rest
+    fits = fits_deferred and off + rest <= len(slot)
     for name, kind, info, values in plan:
         if kind == "object":
             layout.append(("object", name, values))
@@ -142,10 +224,39 @@ def write_batch(samples: list[dict[str, Any]], slot: np.ndarray) -> tuple[Layout
                 slot[pos : pos + len(v)] = np.frombuffer(v, dtype=np.uint8)
                 pos += len(v)
             layout.append(("bytes", name, off, lengths))
-        off += (n + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
-    layout.append(("index", "__index__", index))
-    layout.append(("object", "__key__", keys))
+        off += _aligned(n)
+    layout.append(
+        ("index", "__index__", np.asarray([s["__index__"] for s in samples], dtype=np.int64))
+    )
+    layout.append(("object", "__key__", [s["__key__"] for s in samples]))
+    return layout, needed, failures
+
+
+def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
+    """Write an already batched dict (a batch transform's output) into ``slot``: numpy arrays
+    go to the slot (or inline when it is too small), anything else travels as an object."""
+    arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
+    needed = sum(_aligned(v.nbytes) for v in arrays.values())
+    fits = needed <= len(slot)
+    layout: Layout = []
+    off = 0
+    for k, v in batch.items():
+        if k == "__index__":
+            layout.append(("index", k, np.asarray(v, dtype=np.int64)))
+        elif k in arrays and fits:
+            v = np.ascontiguousarray(v)
+            slot[off : off + v.nbytes].view(v.dtype).reshape(v.shape)[...] = v
+            layout.append(("array", k, off, v.dtype.str, v.shape))
+            off += _aligned(v.nbytes)
+        elif k in arrays:
+            layout.append(("inline", k, v))
+        else:
+            layout.append(("object", k, v))
     return layout, needed
+
+
+def _aligned(n: int) -> int:
+    return (n + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
 
 
 def read_batch(layout: Layout, slot: np.ndarray | None, copy: bool) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from typing import Any
 
 from ..dataset import Dataset
 from ..errors import WorkerDied
-from ..transforms import Transform
+from ..transforms import TransformFn
 from .protocol import Cmd
 from .slots import SlotRing
+from .task import BatchTransform
 from .worker import worker_main
 
 __all__ = ["WorkerPool"]
@@ -58,7 +59,8 @@ class WorkerPool:
         self,
         num_workers: int,
         dataset: Dataset,
-        transform: Transform | None,
+        transform: TransformFn | None,
+        batch_transform: BatchTransform | None = None,
         *,
         seed: int,
         on_error: str,
@@ -73,7 +75,16 @@ class WorkerPool:
                 parent, child = ctx.Pipe(duplex=True)
                 p = ctx.Process(
                     target=worker_main,
-                    args=(wid, child, dataset, transform, seed, on_error, os.getpid()),
+                    args=(
+                        wid,
+                        child,
+                        dataset,
+                        transform,
+                        batch_transform,
+                        seed,
+                        on_error,
+                        os.getpid(),
+                    ),
                     name=f"m5stream-worker-{wid}",
                     daemon=True,
                 )

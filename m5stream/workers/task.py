@@ -7,16 +7,25 @@ skip the same samples and report the same errors.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..dataset import Dataset
-from ..transforms import Transform, apply_transform
+from ..transforms import TransformFn, apply_transform
 from .protocol import ErrorInfo
 
-__all__ = ["LoadResult", "load_samples"]
+#: turns the list of a batch's samples into the batch dict (e.g. ``PackTokens``)
+BatchTransform = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+__all__ = ["LoadResult", "load_samples", "skip_record"]
+
+
+def skip_record(index: int, key: str | None, exc: BaseException) -> list[Any]:
+    """The ``[index, key, "Type: message"]`` record of a skipped sample."""
+    return [index, key, f"{type(exc).__name__}: {exc}"]
 
 
 @dataclass
@@ -30,16 +39,18 @@ class LoadResult:
 
 def load_samples(
     dataset: Dataset,
-    transform: Transform | None,
+    transform: TransformFn | None,
     indices: np.ndarray,
     *,
     seed: int,
     epoch: int,
     on_error: str,
+    defer: bool = False,
 ) -> LoadResult:
     """Read and transform ``indices``; with ``on_error="skip"`` failures are recorded, not raised.
 
     With ``on_error="raise"`` the first failure stops the batch and is returned in ``error``.
+    ``defer`` leaves images lazy (the worker makes them straight into the batch slot).
     """
     res = LoadResult()
     clock = time.perf_counter
@@ -52,12 +63,12 @@ def load_samples(
             key = sample["__key__"]
             t1 = clock()
             res.seconds["read"] += t1 - t0
-            sample = apply_transform(transform, sample, seed=seed, epoch=epoch)
+            sample = apply_transform(transform, sample, seed=seed, epoch=epoch, defer=defer)
             res.seconds["transform"] += clock() - t1
         except Exception as exc:
             key = key if key is not None else getattr(exc, "key", None)
             if on_error == "skip":
-                res.skipped.append([idx, key, f"{type(exc).__name__}: {exc}"])
+                res.skipped.append(skip_record(idx, key, exc))
                 continue
             res.error = ErrorInfo.capture(exc, key, idx)
             return res

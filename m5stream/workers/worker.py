@@ -17,11 +17,11 @@ from multiprocessing.reduction import recv_handle
 from typing import Any
 
 from ..dataset import Dataset
-from ..transforms import Transform
-from .assemble import write_batch
+from ..transforms import TransformFn
+from .assemble import write_arrays, write_batch
 from .protocol import Cmd, ErrorInfo, Reply
 from .slots import SlotRing
-from .task import load_samples
+from .task import BatchTransform, load_samples, skip_record
 
 __all__ = ["worker_main"]
 
@@ -42,7 +42,8 @@ def worker_main(
     worker_id: int,
     conn: Connection,
     dataset: Dataset,
-    transform: Transform | None,
+    transform: TransformFn | None,
+    batch_transform: BatchTransform | None,
     seed: int,
     on_error: str,
     parent_pid: int,
@@ -69,7 +70,7 @@ def worker_main(
                 ring = SlotRing(ring_id, num_slots, slot_bytes, fd=fd)
                 continue
             if cmd == Cmd.TASK:
-                reply = _run_task(msg, ring, dataset, transform, seed, on_error)
+                reply = _run_task(msg, ring, dataset, transform, batch_transform, seed, on_error)
                 try:
                     conn.send(reply)
                 except (BrokenPipeError, OSError):
@@ -94,18 +95,35 @@ def _run_task(
     msg: tuple[Any, ...],
     ring: SlotRing | None,
     dataset: Dataset,
-    transform: Transform | None,
+    transform: TransformFn | None,
+    batch_transform: BatchTransform | None,
     seed: int,
     on_error: str,
 ) -> tuple[Any, ...]:
     _, gen, step, ring_id, slot, epoch, indices = msg
-    res = load_samples(dataset, transform, indices, seed=seed, epoch=epoch, on_error=on_error)
+    res = load_samples(
+        dataset,
+        transform,
+        indices,
+        seed=seed,
+        epoch=epoch,
+        on_error=on_error,
+        defer=batch_transform is None,
+    )
     if res.error is not None:
         return (Reply.ERROR, gen, step, ring_id, slot, res.error)
     t0 = time.perf_counter()
     try:
         assert ring is not None and ring.ring_id == ring_id, "task names an unknown ring"
-        layout, needed = write_batch(res.samples, ring.slot(slot))
+        if batch_transform is not None:
+            layout, needed = write_arrays(batch_transform(res.samples), ring.slot(slot))
+        else:
+            layout, needed, failures = write_batch(res.samples, ring.slot(slot))
+            for s, exc in failures:  # lazy images that failed while being made
+                if on_error != "skip":
+                    info = ErrorInfo.capture(exc, s.get("__key__"), s.get("__index__"))
+                    return (Reply.ERROR, gen, step, ring_id, slot, info)
+                res.skipped.append(skip_record(s["__index__"], s.get("__key__"), exc))
     except Exception as exc:
         return (Reply.ERROR, gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
     seconds = dict(res.seconds)

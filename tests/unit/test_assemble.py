@@ -52,7 +52,8 @@ def _equal(a: dict, b: dict) -> None:
 
 def test_slot_roundtrip_equals_numpy_path() -> None:
     slot = np.zeros(1 << 16, dtype=np.uint8)
-    layout, needed = write_batch(_samples(), slot)
+    layout, needed, failures = write_batch(_samples(), slot)
+    assert failures == []
     assert 0 < needed <= len(slot)
     kinds = {e[1]: e[0] for e in layout}
     assert kinds["img"] == "array" and kinds["blob"] == "bytes" and kinds["text"] == "object"
@@ -63,7 +64,8 @@ def test_slot_roundtrip_equals_numpy_path() -> None:
 
 def test_batch_too_big_for_slot_travels_inline() -> None:
     slot = np.zeros(64, dtype=np.uint8)
-    layout, needed = write_batch(_samples(), slot)
+    layout, needed, failures = write_batch(_samples(), slot)
+    assert failures == []
     assert needed > 64
     assert {e[0] for e in layout} <= {"inline", "object", "index"}
     assert not slot.any()
