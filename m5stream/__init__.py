@@ -1,40 +1,64 @@
 """m5stream: deterministic, seekable, multiprocess data loading for ML training.
 
-See README.md for the quickstart and the determinism contract.
+See README.md for the quickstart and the determinism contract. Attributes are imported on
+first use, so ``import m5stream.transforms`` in a serving container loads neither the loader
+nor pyarrow.
 """
 
-from . import transforms
-from .catalog import Manifest
-from .dataset import Dataset, dataset
-from .errors import (
-    ConfigError,
-    CorruptData,
-    M5Error,
-    NotFound,
-    PermissionDenied,
-    SlotsExhausted,
-    StateMismatch,
-    WorkerDied,
-    WorkerError,
-)
-from .loader import Loader
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError",
-    "CorruptData",
-    "Dataset",
-    "Loader",
-    "M5Error",
-    "Manifest",
-    "NotFound",
-    "PermissionDenied",
-    "SlotsExhausted",
-    "StateMismatch",
-    "WorkerDied",
-    "WorkerError",
-    "__version__",
-    "dataset",
-    "transforms",
-]
+_EXPORTS = {
+    "ConfigError": "errors",
+    "CorruptData": "errors",
+    "M5Error": "errors",
+    "NotFound": "errors",
+    "PermissionDenied": "errors",
+    "SlotsExhausted": "errors",
+    "StateMismatch": "errors",
+    "WorkerDied": "errors",
+    "WorkerError": "errors",
+    "Dataset": "dataset",
+    "dataset": "dataset",
+    "Loader": "loader",
+    "Manifest": "catalog",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__", "transforms"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "transforms":
+        return importlib.import_module(".transforms", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'm5stream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from . import transforms
+    from .catalog import Manifest
+    from .dataset import Dataset, dataset
+    from .errors import (
+        ConfigError,
+        CorruptData,
+        M5Error,
+        NotFound,
+        PermissionDenied,
+        SlotsExhausted,
+        StateMismatch,
+        WorkerDied,
+        WorkerError,
+    )
+    from .loader import Loader

@@ -3,8 +3,8 @@
 
 ``decode_jpeg_into`` turns JPEG bytes into the final tensor in one call without the GIL:
 
-1. map the crop box (given in *displayed*, i.e. EXIF-oriented, pixel coordinates) to stored
-   coordinates;
+1. map the crop box (given in *displayed*, i.e. EXIF-oriented, pixel coordinates) to the
+   stored image;
 2. pick the smallest DCT scale ``num/8`` (1/8, 1/4, 1/2 or 1) at which the box still has at
    least as many pixels as the output (so the scaled decode never has to be upsampled where
    the full one would not);
@@ -12,7 +12,9 @@
    ``jpeg_crop_scanline``/``jpeg_skip_scanlines``);
 4. resample the box to the output size with Pillow's BILINEAR filter (antialiased, fixed point
    with 22 fractional bits, horizontal then vertical pass: bit-exact with ``Image.resize``);
-5. write the result with orientation and horizontal flip applied, as uint8 HWC, uint8 CHW, or
+   (after turning the decoded region to the displayed orientation, so the passes run along
+   the same axes as Pillow's);
+5. write the result with the horizontal flip applied, as uint8 HWC, uint8 CHW, or
    ``(x / 255 - mean) / std`` float32/float16 CHW, straight into the caller's memory (a batch
    slot row).
 
@@ -216,6 +218,7 @@ cdef void write_output(const uint8_t *r, int rw, int rh, int orientation, bint f
     cdef m5_half *o16 = <m5_half *>out
     cdef const uint8_t *p
     cdef float v
+    cdef float scale255 = 1.0 / 255.0
     for y in range(oh):
         for x in range(ow):
             fx = ow - 1 - x if flip else x
@@ -228,7 +231,7 @@ cdef void write_output(const uint8_t *r, int rw, int rh, int orientation, bint f
                 o8[o] = p[0]; o8[plane + o] = p[1]; o8[2 * plane + o] = p[2]
             else:
                 for c in range(3):
-                    v = (p[c] * (1.0 / 255.0) - mean[c]) * inv_std[c]
+                    v = (<float>p[c] * scale255 - mean[c]) * inv_std[c]
                     if mode == OUT_F32_CHW:
                         o32[c * plane + o] = v
                     else:
@@ -310,27 +313,45 @@ cdef int _choose_scale(double bw, double bh, int rw, int rh) noexcept nogil:
     return 8
 
 
+cdef void _orient_region(const uint8_t *src, int sw, int sh, int orientation,
+                         uint8_t *dst, int dw, int dh) noexcept nogil:
+    # stored-orientation region (sw x sh) -> displayed-orientation region (dw x dh)
+    cdef int x, y, sx, sy
+    cdef const uint8_t *p
+    cdef uint8_t *q
+    for y in range(dh):
+        for x in range(dw):
+            _src_index(orientation, x, y, sw, sh, &sx, &sy)
+            p = src + (<size_t>sy * sw + sx) * 3
+            q = dst + (<size_t>y * dw + x) * 3
+            q[0] = p[0]; q[1] = p[1]; q[2] = p[2]
+
+
 def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
                      bint flip=False, mode="u8_hwc", mean=None, std=None,
                      long long max_pixels=0, int orientation=-1, bint dct_scaling=True):
     """Decode ``box`` (x0, y0, x1, y1 in displayed pixels) of a JPEG into ``out``.
 
     ``out`` is a writable C-contiguous array of the output shape and dtype for ``mode``.
-    Returns the DCT scale numerator used (``num/8``).
+    Returns the DCT scale numerator used (``num/8``). The EXIF orientation is applied to the
+    decoded region before resampling, so resampling runs in displayed axes exactly as Pillow's
+    ``exif_transpose`` + ``resize`` do.
     """
     cdef m5_jpeg_info info
     cdef char err[ERRLEN]
-    cdef int rc, num, sw_s, sh_s, gx0, gy0, gx1, gy1, gw, gh
+    cdef int rc, num, sw_s, sh_s, dw_s, dh_s, gx0, gy0, gx1, gy1, gw, gh
     cdef double b[4]
-    cdef double fx, fy
+    cdef double g[4]
+    cdef double dW, dH
     cdef bint transposed
     cdef uint8_t *region = NULL
+    cdef uint8_t *shown = NULL
     cdef int m
     m, mean_a, inv_a = _mode_and_params(mode, mean, std)
     cdef const float[::1] mean_v = mean_a
     cdef const float[::1] inv_v = inv_a
     cdef unsigned char[::1] out_b = np.asarray(out).reshape(-1).view(np.uint8)
-    cdef double x0 = box[0], y0 = box[1], x1 = box[2], y1 = box[3]
+    b[0] = box[0]; b[1] = box[1]; b[2] = box[2]; b[3] = box[3]
     if data.shape[0] == 0:
         raise ValueError("empty input is not a JPEG image")
     with nogil:
@@ -340,39 +361,49 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
     if orientation < 0:
         orientation = info.orientation
     transposed = orientation >= 5
-    _stored_box(orientation, info.width, info.height, x0, y0, x1, y1, b)
-    if not (0 <= b[0] < b[2] <= info.width and 0 <= b[1] < b[3] <= info.height):
-        raise ValueError(f"crop box {tuple(box)} outside the image")
-    num = _choose_scale(b[2] - b[0], b[3] - b[1], out_h if transposed else out_w,
-                        out_w if transposed else out_h) if dct_scaling else 8
+    dW = info.height if transposed else info.width
+    dH = info.width if transposed else info.height
+    if not (0 <= b[0] < b[2] <= dW and 0 <= b[1] < b[3] <= dH):
+        raise ValueError(f"crop box {tuple(box)} outside the {dW:.0f}x{dH:.0f} image")
+    num = _choose_scale(b[2] - b[0], b[3] - b[1], out_w, out_h) if dct_scaling else 8
     m5_jpeg_scaled_size(info.width, info.height, num, &sw_s, &sh_s)
-    fx = sw_s / <double>info.width
-    fy = sh_s / <double>info.height
-    b[0] *= fx; b[2] *= fx; b[1] *= fy; b[3] *= fy
+    dw_s = sh_s if transposed else sw_s
+    dh_s = sw_s if transposed else sh_s
+    # the box and its integer-expanded region, in displayed scaled pixels
+    b[0] *= dw_s / dW; b[2] *= dw_s / dW; b[1] *= dh_s / dH; b[3] *= dh_s / dH
+    if b[2] > dw_s: b[2] = dw_s
+    if b[3] > dh_s: b[3] = dh_s
     gx0 = <int>floor(b[0]); gy0 = <int>floor(b[1])
     gx1 = <int>ceil(b[2]); gy1 = <int>ceil(b[3])
-    if gx1 > sw_s: gx1 = sw_s
-    if gy1 > sh_s: gy1 = sh_s
     gw = gx1 - gx0; gh = gy1 - gy0
     b[0] -= gx0; b[2] -= gx0; b[1] -= gy0; b[3] -= gy0
-    if b[2] > gw: b[2] = gw
-    if b[3] > gh: b[3] = gh
+    # the same region in stored scaled pixels
+    _stored_box(orientation, sw_s, sh_s, gx0, gy0, gx1, gy1, g)
     region = <uint8_t *>malloc(<size_t>gw * gh * 3 + 1)
-    if region == NULL:
+    if orientation != 1:
+        shown = <uint8_t *>malloc(<size_t>gw * gh * 3 + 1)
+    if region == NULL or (orientation != 1 and shown == NULL):
+        free(region); free(shown)
         raise MemoryError()
     try:
         with nogil:
-            rc = m5_jpeg_decode_region(&data[0], data.shape[0], num, gx0, gy0, gw, gh, region,
+            rc = m5_jpeg_decode_region(&data[0], data.shape[0], num, <int>g[0], <int>g[1],
+                                       <int>(g[2] - g[0]), <int>(g[3] - g[1]), region,
                                        max_pixels, err, ERRLEN)
+            if rc == 0 and orientation != 1:
+                _orient_region(region, <int>(g[2] - g[0]), <int>(g[3] - g[1]), orientation,
+                               shown, gw, gh)
             if rc == 0:
-                rc = 2 * (_resample_write(region, gw, gh, b, orientation, flip, out_w, out_h, m,
-                                          &mean_v[0], &inv_v[0], &out_b[0]) != 0)
+                rc = 2 * (_resample_write(shown if orientation != 1 else region, gw, gh, b, 1,
+                                          flip, out_w, out_h, m, &mean_v[0], &inv_v[0],
+                                          &out_b[0]) != 0)
         if rc == 1:
             raise ValueError(err.decode("utf-8", "replace"))
         if rc == 2:
             raise MemoryError()
     finally:
         free(region)
+        free(shown)
     return num
 
 

@@ -151,7 +151,11 @@ int m5_jpeg_decode_region(const uint8_t *data, size_t len, int scale_num, int x0
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
-    JDIMENSION xoff = (JDIMENSION)x0, cw = (JDIMENSION)w;
+    /* Ask for a few more columns than needed: at the right edge of a cropped decode the
+     * fancy chroma upsampling lacks its neighbour and differs from a full decode. */
+    int cx0 = x0 - 4 < 0 ? 0 : x0 - 4;
+    int cx1 = x0 + w + 4 > ow ? ow : x0 + w + 4;
+    JDIMENSION xoff = (JDIMENSION)cx0, cw = (JDIMENSION)(cx1 - cx0);
     if (cw < (JDIMENSION)ow) {
         jpeg_crop_scanline(&cinfo, &xoff, &cw);  /* widens to iMCU boundaries */
     }

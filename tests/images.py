@@ -1,0 +1,53 @@
+"""Test images (real photographs from scikit-image, re-encoded) and the Pillow reference.
+
+The reference is built only from Pillow and the documented semantics: DCT-scaled decode
+(``Image.draft``), EXIF orientation (``ImageOps.exif_transpose``), ``crop`` of the
+integer-expanded box and ``resize(BILINEAR, box=...)`` of the fractional box inside it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def photo(name: str = "astronaut") -> Image.Image:
+    from skimage import data
+
+    arr = getattr(data, name)()
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    return Image.fromarray(arr[..., :3])
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", orientation: int | None = None,
+           **kw: object) -> bytes:
+    buf = io.BytesIO()
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif.tobytes()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def reference(data: bytes, box: tuple[float, float, float, float], size: tuple[int, int],
+              scale_den: int = 1, flip: bool = False) -> np.ndarray:
+    """uint8 HWC of the box (displayed coordinates) resized to ``size`` = (w, h)."""
+    im = Image.open(io.BytesIO(data))
+    stored_w, stored_h = im.size
+    if scale_den > 1:
+        im.draft("RGB", (stored_w // scale_den, stored_h // scale_den))
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    disp = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size
+    fx, fy = im.size[0] / disp[0], im.size[1] / disp[1]
+    b = (box[0] * fx, box[1] * fy, min(box[2] * fx, im.size[0]), min(box[3] * fy, im.size[1]))
+    g = (math.floor(b[0]), math.floor(b[1]), math.ceil(b[2]), math.ceil(b[3]))
+    out = im.crop(g).resize(size, Image.BILINEAR,
+                            box=(b[0] - g[0], b[1] - g[1], b[2] - g[0], b[3] - g[1]))
+    if flip:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(out)
