@@ -15,6 +15,7 @@ def decode_jpeg_into(
     max_pixels: int = ...,
     orientation: int = ...,
     dct_scaling: bool = ...,
+    clip: Any = ...,
 ) -> int: ...
 def resample_into(
     image: Any,
@@ -27,4 +28,5 @@ def resample_into(
     mode: str = ...,
     mean: Any = ...,
     std: Any = ...,
+    clip: Any = ...,
 ) -> None: ...

@@ -54,6 +54,7 @@ class LazyImage:
 
     __slots__ = (
         "box",
+        "clip",
         "dct_scaling",
         "dtype",
         "flip",
@@ -64,6 +65,7 @@ class LazyImage:
         "mode",
         "orientation",
         "pixels",
+        "resized",
         "size",
         "std",
     )
@@ -84,6 +86,8 @@ class LazyImage:
         self.pixels = pixels  # HxWx3 uint8 (already oriented) for non-JPEG sources
         self.orientation = orientation
         self.box = (0.0, 0.0, float(width), float(height))  # displayed coordinates
+        self.clip = self.box  # where the resampling filter may read (see crop())
+        self.resized = False
         self.size = (width, height)  # current (virtual) output size (w, h)
         self.flip = False
         self.mode = "u8_hwc"
@@ -107,10 +111,17 @@ class LazyImage:
             x0 + (left + width) * sx,
             y0 + (top + height) * sy,
         )
+        if not self.resized:
+            # crop, then resize: the filter stops at the crop's edges (Pillow crop().resize())
+            self.clip = self.box
+        # else resize, then crop: the pixels are those of the whole resized image, so the
+        # filter still reaches past the crop's edges, up to the previous clip
+        self.resized = False
         self.size = (int(round(width)), int(round(height)))
 
     def resize(self, width: int, height: int) -> None:
         self.size = (int(width), int(height))
+        self.resized = True
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -135,6 +146,7 @@ class LazyImage:
                     max_pixels=self.max_pixels,
                     orientation=self.orientation,
                     dct_scaling=self.dct_scaling,
+                    clip=self.clip,
                 )
             else:
                 assert self.pixels is not None
@@ -148,6 +160,7 @@ class LazyImage:
                     mode=self.mode,
                     mean=self.mean,
                     std=self.std,
+                    clip=self.clip,
                 )
         except ValueError as exc:
             raise CorruptData(f"cannot decode image: {exc}", key=self.key) from None

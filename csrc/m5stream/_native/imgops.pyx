@@ -313,6 +313,25 @@ cdef int _choose_scale(double bw, double bh, int rw, int rh) noexcept nogil:
     return 8
 
 
+cdef void _region(double *b, double *c, int out_w, int out_h, int limit_w, int limit_h,
+                  int *gx0, int *gy0, int *gx1, int *gy1) noexcept nogil:
+    # Integer source region for resampling box b to out_w x out_h: the box widened by the
+    # filter's reach (so kernels are never cut short inside the clip box c), cut to c.
+    cdef double sx = (b[2] - b[0]) / out_w, sy = (b[3] - b[1]) / out_h
+    cdef double rx = (sx if sx > 1.0 else 1.0) + 1.0, ry = (sy if sy > 1.0 else 1.0) + 1.0
+    cdef double x0 = b[0] - rx, y0 = b[1] - ry, x1 = b[2] + rx, y1 = b[3] + ry
+    if x0 < c[0]: x0 = c[0]
+    if y0 < c[1]: y0 = c[1]
+    if x1 > c[2]: x1 = c[2]
+    if y1 > c[3]: y1 = c[3]
+    gx0[0] = <int>floor(x0); gy0[0] = <int>floor(y0)
+    gx1[0] = <int>ceil(x1); gy1[0] = <int>ceil(y1)
+    if gx0[0] < 0: gx0[0] = 0
+    if gy0[0] < 0: gy0[0] = 0
+    if gx1[0] > limit_w: gx1[0] = limit_w
+    if gy1[0] > limit_h: gy1[0] = limit_h
+
+
 cdef void _orient_region(const uint8_t *src, int sw, int sh, int orientation,
                          uint8_t *dst, int dw, int dh) noexcept nogil:
     # stored-orientation region (sw x sh) -> displayed-orientation region (dw x dh)
@@ -329,8 +348,13 @@ cdef void _orient_region(const uint8_t *src, int sw, int sh, int orientation,
 
 def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
                      bint flip=False, mode="u8_hwc", mean=None, std=None,
-                     long long max_pixels=0, int orientation=-1, bint dct_scaling=True):
+                     long long max_pixels=0, int orientation=-1, bint dct_scaling=True,
+                     clip=None):
     """Decode ``box`` (x0, y0, x1, y1 in displayed pixels) of a JPEG into ``out``.
+
+    ``clip`` (default: the box) is where the resampling filter may read pixels: the box itself
+    for crop-then-resize, a larger box for resize-then-crop (as when resizing the whole image
+    and cropping the result).
 
     ``out`` is a writable C-contiguous array of the output shape and dtype for ``mode``.
     Returns the DCT scale numerator used (``num/8``). The EXIF orientation is applied to the
@@ -341,6 +365,7 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
     cdef char err[ERRLEN]
     cdef int rc, num, sw_s, sh_s, dw_s, dh_s, gx0, gy0, gx1, gy1, gw, gh
     cdef double b[4]
+    cdef double c[4]
     cdef double g[4]
     cdef double dW, dH
     cdef bint transposed
@@ -352,6 +377,9 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
     cdef const float[::1] inv_v = inv_a
     cdef unsigned char[::1] out_b = np.asarray(out).reshape(-1).view(np.uint8)
     b[0] = box[0]; b[1] = box[1]; b[2] = box[2]; b[3] = box[3]
+    if clip is None:
+        clip = box
+    c[0] = clip[0]; c[1] = clip[1]; c[2] = clip[2]; c[3] = clip[3]
     if data.shape[0] == 0:
         raise ValueError("empty input is not a JPEG image")
     with nogil:
@@ -365,16 +393,19 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
     dH = info.width if transposed else info.height
     if not (0 <= b[0] < b[2] <= dW and 0 <= b[1] < b[3] <= dH):
         raise ValueError(f"crop box {tuple(box)} outside the {dW:.0f}x{dH:.0f} image")
+    if not (0 <= c[0] <= b[0] and 0 <= c[1] <= b[1] and b[2] <= c[2] <= dW
+            and b[3] <= c[3] <= dH):
+        raise ValueError(f"clip box {tuple(clip)} must hold the crop box and lie in the image")
     num = _choose_scale(b[2] - b[0], b[3] - b[1], out_w, out_h) if dct_scaling else 8
     m5_jpeg_scaled_size(info.width, info.height, num, &sw_s, &sh_s)
     dw_s = sh_s if transposed else sw_s
     dh_s = sw_s if transposed else sh_s
-    # the box and its integer-expanded region, in displayed scaled pixels
+    # the box, the clip and the source region, in displayed scaled pixels
     b[0] *= dw_s / dW; b[2] *= dw_s / dW; b[1] *= dh_s / dH; b[3] *= dh_s / dH
+    c[0] *= dw_s / dW; c[2] *= dw_s / dW; c[1] *= dh_s / dH; c[3] *= dh_s / dH
     if b[2] > dw_s: b[2] = dw_s
     if b[3] > dh_s: b[3] = dh_s
-    gx0 = <int>floor(b[0]); gy0 = <int>floor(b[1])
-    gx1 = <int>ceil(b[2]); gy1 = <int>ceil(b[3])
+    _region(b, c, out_w, out_h, dw_s, dh_s, &gx0, &gy0, &gx1, &gy1)
     gw = gx1 - gx0; gh = gy1 - gy0
     b[0] -= gx0; b[2] -= gx0; b[1] -= gy0; b[3] -= gy0
     # the same region in stored scaled pixels
@@ -408,7 +439,7 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
 
 
 def resample_into(const uint8_t[:, :, ::1] image, out, box, int out_w, int out_h, *,
-                  bint flip=False, mode="u8_hwc", mean=None, std=None):
+                  bint flip=False, mode="u8_hwc", mean=None, std=None, clip=None):
     """The same resample/flip/normalise/write for an already decoded RGB ``image`` (HxWx3):
     the path for PNG/WebP/... decoded by Pillow. ``box`` is in ``image`` pixels."""
     cdef int m
@@ -418,14 +449,19 @@ def resample_into(const uint8_t[:, :, ::1] image, out, box, int out_w, int out_h
     cdef unsigned char[::1] out_b = np.asarray(out).reshape(-1).view(np.uint8)
     cdef int H = image.shape[0], W = image.shape[1]
     cdef double b[4]
+    cdef double c[4]
     cdef int gx0, gy0, gx1, gy1, rc
     if image.shape[2] != 3:
         raise ValueError("image must be H x W x 3")
+    if clip is None:
+        clip = box
     b[0] = box[0]; b[1] = box[1]; b[2] = box[2]; b[3] = box[3]
+    c[0] = clip[0]; c[1] = clip[1]; c[2] = clip[2]; c[3] = clip[3]
     if not (0 <= b[0] < b[2] <= W and 0 <= b[1] < b[3] <= H):
         raise ValueError(f"crop box {tuple(box)} outside the image")
-    gx0 = <int>floor(b[0]); gy0 = <int>floor(b[1])
-    gx1 = <int>ceil(b[2]); gy1 = <int>ceil(b[3])
+    if not (0 <= c[0] <= b[0] and 0 <= c[1] <= b[1] and b[2] <= c[2] <= W and b[3] <= c[3] <= H):
+        raise ValueError(f"clip box {tuple(clip)} must hold the crop box and lie in the image")
+    _region(b, c, out_w, out_h, W, H, &gx0, &gy0, &gx1, &gy1)
     region = np.ascontiguousarray(np.asarray(image)[gy0:gy1, gx0:gx1])
     cdef const uint8_t[:, :, ::1] rv = region
     b[0] -= gx0; b[2] -= gx0; b[1] -= gy0; b[3] -= gy0
