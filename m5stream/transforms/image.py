@@ -179,7 +179,15 @@ def materialize(sample: Sample) -> Sample:
     return sample
 
 
-def _lazy(sample: Sample, key: str, op: str) -> LazyImage:
+def _lazy(sample: Sample, key: str | None, op: str) -> LazyImage:
+    if key is None:  # the sample's one decoded image
+        found = [k for k, v in sample.items() if isinstance(v, LazyImage)]
+        if len(found) != 1:
+            raise TypeError(
+                f"{op} needs exactly one image decoded by DecodeImage earlier in the pipeline "
+                f"(found {found}); pass key= to choose"
+            )
+        key = found[0]
     v = sample.get(key)
     if not isinstance(v, LazyImage):
         raise TypeError(
@@ -290,7 +298,7 @@ class Resize(Transform):
     """torchvision ``Resize``: an int scales the shorter side to it (aspect kept, like
     torchvision: the longer side is ``int(size * long / short)``); ``(h, w)`` is exact."""
 
-    def __init__(self, size: int | tuple[int, int] | list[int], key: str = "jpg") -> None:
+    def __init__(self, size: int | tuple[int, int] | list[int], key: str | None = None) -> None:
         self.size = size if isinstance(size, int) else tuple(size)
         self.key = key
 
@@ -317,7 +325,7 @@ class Resize(Transform):
 class CenterCrop(Transform):
     """torchvision ``CenterCrop`` (offsets ``round((W - w) / 2)``); the crop must fit."""
 
-    def __init__(self, size: int | tuple[int, int] | list[int], key: str = "jpg") -> None:
+    def __init__(self, size: int | tuple[int, int] | list[int], key: str | None = None) -> None:
         self.size = _size_pair(size)
         self.key = key
 
@@ -381,7 +389,7 @@ class RandomResizedCrop(Transform):
         size: int | tuple[int, int] | list[int],
         scale: tuple[float, float] | list[float] = (0.08, 1.0),
         ratio: tuple[float, float] | list[float] = (3 / 4, 4 / 3),
-        key: str = "jpg",
+        key: str | None = None,
     ) -> None:
         self.size = _size_pair(size)
         self.scale = (float(scale[0]), float(scale[1]))
@@ -410,7 +418,7 @@ class RandomHorizontalFlip(Transform):
 
     wants_rng = True
 
-    def __init__(self, p: float = 0.5, key: str = "jpg") -> None:
+    def __init__(self, p: float = 0.5, key: str | None = None) -> None:
         self.p = float(p)
         self.key = key
 
@@ -432,7 +440,7 @@ class Normalize(Transform):
         mean: tuple[float, ...] | list[float] = (0.485, 0.456, 0.406),
         std: tuple[float, ...] | list[float] = (0.229, 0.224, 0.225),
         dtype: str = "float32",
-        key: str = "jpg",
+        key: str | None = None,
     ) -> None:
         if dtype not in ("float32", "float16"):
             raise ValueError("dtype must be 'float32' or 'float16'")
@@ -462,7 +470,7 @@ class Normalize(Transform):
 class ToCHW(Transform):
     """uint8 output in CHW layout (default output is uint8 HWC)."""
 
-    def __init__(self, key: str = "jpg") -> None:
+    def __init__(self, key: str | None = None) -> None:
         self.key = key
 
     def args(self) -> dict[str, Any]:

@@ -42,8 +42,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,opts,box,size", CASES)
 @pytest.mark.parametrize("dct", [False, True])
-def test_decode_matches_pillow(name: str, opts: dict, box: tuple, size: tuple,
-                               dct: bool) -> None:
+def test_decode_matches_pillow(name: str, opts: dict, box: tuple, size: tuple, dct: bool) -> None:
     data = encode(photo(name), **opts)
     got, num = _m5(data, box, size, dct_scaling=dct)
     if not dct:
@@ -92,21 +91,25 @@ def test_flip_and_output_layouts() -> None:
     imgops.decode_jpeg_into(data, chw, box, 64, 48, mode="u8_chw", dct_scaling=False)
     assert np.array_equal(chw, hwc.transpose(2, 0, 1))
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    expect = (chw.astype(np.float32) * np.float32(1 / 255)
-              - np.array(mean, np.float32)[:, None, None]) * (
-        np.float32(1) / np.array(std, np.float32))[:, None, None]
+    expect = (
+        chw.astype(np.float32) * np.float32(1 / 255) - np.array(mean, np.float32)[:, None, None]
+    ) * (np.float32(1) / np.array(std, np.float32))[:, None, None]
     for mode, dtype in (("f32_chw", np.float32), ("f16_chw", np.float16)):
         out = np.empty((3, 48, 64), dtype)
-        imgops.decode_jpeg_into(data, out, box, 64, 48, mode=mode, mean=mean, std=std,
-                                dct_scaling=False)
+        imgops.decode_jpeg_into(
+            data, out, box, 64, 48, mode=mode, mean=mean, std=std, dct_scaling=False
+        )
         assert np.array_equal(out, expect.astype(dtype))
 
 
 def test_resample_of_decoded_pixels_matches_pillow() -> None:
     img = photo("astronaut").crop((0, 0, 301, 257))
     arr = np.ascontiguousarray(np.asarray(img))
-    for box, size in [((0, 0, 301, 257), (100, 90)), ((3.5, 7.25, 290.5, 250), (224, 224)),
-                      ((50, 60, 70, 80), (200, 150))]:  # the last one upsamples
+    for box, size in [
+        ((0, 0, 301, 257), (100, 90)),
+        ((3.5, 7.25, 290.5, 250), (224, 224)),
+        ((50, 60, 70, 80), (200, 150)),
+    ]:  # the last one upsamples
         out = np.empty((size[1], size[0], 3), np.uint8)
         imgops.resample_into(arr, out, box, *size)
         _check(out, reference(encode(img, "PNG"), box, size))
