@@ -28,7 +28,23 @@ _EXPORTS = {
     "Manifest": "catalog",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__", "transforms"]
+__all__ = [
+    "ConfigError",
+    "CorruptData",
+    "Dataset",
+    "Loader",
+    "M5Error",
+    "Manifest",
+    "NotFound",
+    "PermissionDenied",
+    "SlotsExhausted",
+    "StateMismatch",
+    "WorkerDied",
+    "WorkerError",
+    "__version__",
+    "dataset",
+    "transforms",
+]
 
 
 def __getattr__(name: str) -> Any:
