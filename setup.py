@@ -20,7 +20,11 @@ extensions = [
     # libjpeg-turbo (>= 1.5 for jpeg_crop_scanline / jpeg_skip_scanlines) from the system
     Extension(
         "m5stream._native.imgops",
-        ["csrc/m5stream/_native/imgops.pyx", "csrc/m5stream/_native/m5jpeg.c"],
+        [
+            "csrc/m5stream/_native/imgops.pyx",
+            "csrc/m5stream/_native/m5jpeg.c",
+            "csrc/m5stream/_native/m5resample.c",
+        ],
         libraries=["jpeg"],
         **_COMMON,
     ),

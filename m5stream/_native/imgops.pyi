@@ -16,6 +16,7 @@ def decode_jpeg_into(
     orientation: int = ...,
     dct_scaling: bool = ...,
     clip: Any = ...,
+    fast: bool = ...,
 ) -> int: ...
 def resample_into(
     image: Any,

@@ -117,8 +117,8 @@ static inline uint8_t cmyk_channel(int c, int k) {
 }
 
 int m5_jpeg_decode_region(const uint8_t *data, size_t len, int scale_num, int x0, int y0,
-                          int w, int h, uint8_t *out, long long max_pixels, char *err,
-                          size_t errlen) {
+                          int w, int h, uint8_t *out, long long max_pixels, int flags,
+                          char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     m5_error_mgr e;
     uint8_t *volatile row = NULL;
@@ -138,10 +138,11 @@ int m5_jpeg_decode_region(const uint8_t *data, size_t len, int scale_num, int x0
         return 1;
     }
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_EXT_RGBX;
     cinfo.scale_num = (unsigned)scale_num;
     cinfo.scale_denom = 8;
-    cinfo.dct_method = JDCT_ISLOW;
+    cinfo.dct_method = (flags & M5_JPEG_FAST_IDCT) ? JDCT_IFAST : JDCT_ISLOW;
+    cinfo.do_fancy_upsampling = (flags & M5_JPEG_FAST_UPSAMPLE) ? FALSE : TRUE;
     jpeg_start_decompress(&cinfo);
     int ow = (int)cinfo.output_width, oh = (int)cinfo.output_height;
     if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > ow || y0 + h > oh) {
@@ -178,16 +179,17 @@ int m5_jpeg_decode_region(const uint8_t *data, size_t len, int scale_num, int x0
             jpeg_destroy_decompress(&cinfo);
             return 1;
         }
-        uint8_t *dst = out + (size_t)y * w * 3;
+        uint8_t *dst = out + (size_t)y * w * 4;
         const uint8_t *src = row + (size_t)shift * nc;
-        if (nc == 3) {
-            memcpy(dst, src, (size_t)w * 3);
-        } else {  /* CMYK */
+        if (!cmyk) {
+            memcpy(dst, src, (size_t)w * 4);
+        } else {
             for (int x = 0; x < w; x++) {
                 int k = src[4 * x + 3];
-                dst[3 * x] = cmyk_channel(src[4 * x], k);
-                dst[3 * x + 1] = cmyk_channel(src[4 * x + 1], k);
-                dst[3 * x + 2] = cmyk_channel(src[4 * x + 2], k);
+                dst[4 * x] = cmyk_channel(src[4 * x], k);
+                dst[4 * x + 1] = cmyk_channel(src[4 * x + 1], k);
+                dst[4 * x + 2] = cmyk_channel(src[4 * x + 2], k);
+                dst[4 * x + 3] = 255;
             }
         }
     }
