@@ -30,15 +30,22 @@ cdef enum:
     FLAGS_FAST = 3  # M5_JPEG_FAST_IDCT | M5_JPEG_FAST_UPSAMPLE
 
 _MODES = {"u8_hwc": 0, "u8_chw": 1, "f32_chw": 2, "f16_chw": 3}
+_PARAMS = {}
 
 
 def _params(mode, mean, std):
-    m = _MODES[mode]
-    mean_a = np.ascontiguousarray(mean if mean is not None else (0.0, 0.0, 0.0),
-                                  dtype=np.float32)
-    inv_a = (1.0 / np.ascontiguousarray(std if std is not None else (1.0, 1.0, 1.0),
-                                        dtype=np.float32)).astype(np.float32)
-    return m, mean_a, inv_a
+    # cached: a pipeline uses one (mode, mean, std) for every image
+    key = (mode, None if mean is None else tuple(mean), None if std is None else tuple(std))
+    hit = _PARAMS.get(key)
+    if hit is None:
+        mean_a = np.ascontiguousarray(mean if mean is not None else (0.0, 0.0, 0.0),
+                                      dtype=np.float32)
+        inv_a = (1.0 / np.ascontiguousarray(std if std is not None else (1.0, 1.0, 1.0),
+                                            dtype=np.float32)).astype(np.float32)
+        hit = (_MODES[mode], mean_a, inv_a)
+        if len(_PARAMS) < 64:
+            _PARAMS[key] = hit
+    return hit
 
 
 cdef inline void _stored_box(int orientation, double W, double H, double x0, double y0,
