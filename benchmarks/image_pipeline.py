@@ -34,13 +34,12 @@ import numpy as np
 import PIL
 import torch
 import torch.utils.data
+from _common import environment, median
 from PIL import Image
 
 import m5stream as m5
 from m5stream import transforms as T
 from m5stream._cache import cache_dir
-
-from _common import environment, median
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CORPORA = {"imagenet": (400, 600, 75, 95, 768), "product": (1300, 1700, 85, 95, 384)}
@@ -50,8 +49,15 @@ def _sources() -> list[Image.Image]:
     from skimage import data
     from sklearn.datasets import load_sample_images
 
-    imgs = [Image.fromarray(getattr(data, n)()) for n in
-            ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")]
+    names = (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+    )
+    imgs = [Image.fromarray(getattr(data, n)()) for n in names]
     imgs += [Image.fromarray(a) for a in load_sample_images().images]
     return [im.convert("RGB") for im in imgs]
 
@@ -70,8 +76,7 @@ def corpus(name: str) -> Path:
         x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         long_side = int(rng.integers(lo, hi + 1))
         s = long_side / max(cw, ch)
-        out = im.crop((x, y, x + cw, y + ch)).resize((round(cw * s), round(ch * s)),
-                                                    Image.BICUBIC)
+        out = im.crop((x, y, x + cw, y + ch)).resize((round(cw * s), round(ch * s)), Image.BICUBIC)
         out.save(root / f"{i:05d}.jpg", quality=int(rng.integers(qlo, qhi + 1)))
     (root / "COMPLETE").write_text("ok\n")
     return root
@@ -124,15 +129,26 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
     root = corpus(name)
     files = sorted(root.glob("*.jpg"))
     ds = m5.dataset(str(root / "*.jpg"))
+
     def pipeline(fast: bool) -> T.Compose:
-        return T.Compose([T.DecodeImage("jpg", fast=fast), T.RandomResizedCrop(224),
-                          T.RandomHorizontalFlip(), T.Normalize(MEAN, STD)])
+        return T.Compose(
+            [
+                T.DecodeImage("jpg", fast=fast),
+                T.RandomResizedCrop(224),
+                T.RandomHorizontalFlip(),
+                T.Normalize(MEAN, STD),
+            ]
+        )
 
     rates: dict[str, list[float]] = {"m5": [], "m5_fast": [], "torch": [], "decode_only": []}
-    with m5.Loader(ds, 64, transform=pipeline(False), shuffle=True, num_workers=workers,
-                   output="torch") as lo, m5.Loader(ds, 64, transform=pipeline(True),
-                                                    shuffle=True, num_workers=workers,
-                                                    output="torch") as lo_fast:
+    with (
+        m5.Loader(
+            ds, 64, transform=pipeline(False), shuffle=True, num_workers=workers, output="torch"
+        ) as lo,
+        m5.Loader(
+            ds, 64, transform=pipeline(True), shuffle=True, num_workers=workers, output="torch"
+        ) as lo_fast,
+    ):
 
         def m5_iter(loader: m5.Loader = lo):  # type: ignore[no-untyped-def]
             while True:
@@ -142,9 +158,13 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
             rates["m5"].append(_rate(m5_iter, batches, 64))
             rates["m5_fast"].append(_rate(lambda: m5_iter(lo_fast), batches, 64))
             for key, decode_only in (("torch", False), ("decode_only", True)):
-                dl = torch.utils.data.DataLoader(TorchvisionLike(files, decode_only),
-                                                 batch_size=64, shuffle=True,
-                                                 num_workers=workers, persistent_workers=True)
+                dl = torch.utils.data.DataLoader(
+                    TorchvisionLike(files, decode_only),
+                    batch_size=64,
+                    shuffle=True,
+                    num_workers=workers,
+                    persistent_workers=True,
+                )
 
                 def dl_iter(dl=dl):  # type: ignore[no-untyped-def]
                     while True:
@@ -173,19 +193,25 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     simd = "pillow-simd" if ".post" in PIL.__version__ else "stock Pillow"
-    print(f"# image pipeline: RandomResizedCrop(224)+flip+normalize, batch 64, {a.workers} "
-          f"workers, median of {a.repeats}; PIL {PIL.__version__} ({simd}); {environment()}")
+    print(
+        f"# image pipeline: RandomResizedCrop(224)+flip+normalize, batch 64, {a.workers} "
+        f"workers, median of {a.repeats}; PIL {PIL.__version__} ({simd}); {environment()}"
+    )
     results = []
     for name in a.corpus or ["imagenet", "product"]:
         r = bench(name, a.workers, a.batches, a.repeats)
         results.append(r)
         med = r["median_img_s"]
         assert isinstance(med, dict)
-        print(f"{name:9} (~{r['mean_long_side']:.0f} px): torch {med['torch']:5.0f} img/s, "
-              f"decode-only {med['decode_only']:5.0f} img/s")
+        print(
+            f"{name:9} (~{r['mean_long_side']:.0f} px): torch {med['torch']:5.0f} img/s, "
+            f"decode-only {med['decode_only']:5.0f} img/s"
+        )
         for key, label in (("m5", "m5 (Pillow-exact decode)"), ("m5_fast", "m5 (fast=True)")):
-            print(f"    {label:26} {med[key]:6.0f} img/s   vs torch {med[key] / med['torch']:.2f}x"
-                  f"   vs decode-only {med[key] / med['decode_only']:.2f}x")
+            print(
+                f"    {label:26} {med[key]:6.0f} img/s   vs torch {med[key] / med['torch']:.2f}x"
+                f"   vs decode-only {med[key] / med['decode_only']:.2f}x"
+            )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
 

@@ -24,14 +24,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    tf = T.Compose([T.DecodeImage("jpg"), T.Resize(256), T.CenterCrop(224),
-                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    tf = T.Compose(
+        [
+            T.DecodeImage("jpg"),
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     tf.save(tmp_path / "preprocess.json")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "serve.py"), "--artifact",
-         str(tmp_path / "preprocess.json"), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "serve.py"),
+            "--artifact",
+            str(tmp_path / "preprocess.json"),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -55,8 +70,9 @@ def test_loader_and_serving_handler_are_bit_identical(server, tmp_path: Path) ->
     # the pipeline the server runs is the one loaded from the artifact, in another process
     loaded = T.load(tmp_path / "preprocess.json")
     assert loaded == tf
-    with m5.Loader(ds, 4, transform=loaded, num_workers=2, shuffle=True, seed=4,
-                   output="numpy", copy=True) as lo:
+    with m5.Loader(
+        ds, 4, transform=loaded, num_workers=2, shuffle=True, seed=4, output="numpy", copy=True
+    ) as lo:
         seen = 0
         for batch in lo:
             for row, i in zip(batch["jpg"], batch["__index__"].tolist()):
