@@ -1,8 +1,8 @@
 """m5stream: deterministic, seekable, multiprocess data loading for ML training.
 
-See README.md for the quickstart and the determinism contract. Attributes are imported on
-first use, so ``import m5stream.transforms`` in a serving container loads neither the loader
-nor pyarrow.
+See README.md for the quickstart and the determinism contract. The loader (and with it the
+worker machinery) is imported on first use, so ``import m5stream.transforms`` in a serving
+container loads neither the loader nor torch nor pyarrow.
 """
 
 from __future__ import annotations
@@ -10,23 +10,25 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Eager: light, and ``dataset`` must be bound to the function before anything imports the
+# ``m5stream.dataset`` submodule (which would otherwise shadow it).
+from .catalog import Manifest
+from .dataset import Dataset, dataset
+from .errors import (
+    ConfigError,
+    CorruptData,
+    M5Error,
+    NotFound,
+    PermissionDenied,
+    SlotsExhausted,
+    StateMismatch,
+    WorkerDied,
+    WorkerError,
+)
+
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "ConfigError": "errors",
-    "CorruptData": "errors",
-    "M5Error": "errors",
-    "NotFound": "errors",
-    "PermissionDenied": "errors",
-    "SlotsExhausted": "errors",
-    "StateMismatch": "errors",
-    "WorkerDied": "errors",
-    "WorkerError": "errors",
-    "Dataset": "dataset",
-    "dataset": "dataset",
-    "Loader": "loader",
-    "Manifest": "catalog",
-}
+_LAZY = {"Loader": "loader"}
 
 __all__ = [
     "ConfigError",
@@ -50,7 +52,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "transforms":
         return importlib.import_module(".transforms", __name__)
-    module = _EXPORTS.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'm5stream' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
@@ -64,17 +66,4 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from . import transforms
-    from .catalog import Manifest
-    from .dataset import Dataset, dataset
-    from .errors import (
-        ConfigError,
-        CorruptData,
-        M5Error,
-        NotFound,
-        PermissionDenied,
-        SlotsExhausted,
-        StateMismatch,
-        WorkerDied,
-        WorkerError,
-    )
     from .loader import Loader

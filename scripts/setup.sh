@@ -12,11 +12,22 @@ fi
 VPY=.venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
+# The image kernels link the system libjpeg-turbo (>= 1.5: jpeg_crop_scanline).
+if [ ! -e /usr/include/jpeglib.h ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -q libjpeg62-turbo-dev >/dev/null 2>&1 \
+    || apt-get install -y -q libjpeg-dev >/dev/null 2>&1 || true
+fi
+
 # torch is pinned: an open range can pull a multi-GB CUDA build; 2.13.0 is the CPU build.
 "$VPY" -m pip install -q "torch==2.13.0"
 "$VPY" -m pip install -q \
   "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "pyarrow>=14" "torchdata>=0.8" \
-  "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10"
+  "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10" \
+  "tokenizers>=0.15" "scikit-image>=0.22" "scikit-learn>=1.3"
+# pillow-simd last: scikit-image pulls stock Pillow, and both own the PIL package
+if ! "$VPY" -c "import PIL, sys; sys.exit(0 if '.post' in PIL.__version__ else 1)" 2>/dev/null; then
+  "$VPY" -m pip install -q --no-deps --force-reinstall pillow-simd
+fi
 "$VPY" setup.py -q build_ext --inplace >/dev/null
 "$VPY" -m pip install -q --no-build-isolation --no-deps -e .
 "$VPY" -c "import m5stream._native.sampler, m5stream._native.tarscan; print('m5stream ready:', __import__('m5stream').__version__)"
