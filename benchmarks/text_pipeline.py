@@ -1,9 +1,10 @@
 """Text pipeline benchmark: tokenize + pack, m5 transforms vs a plain Python implementation.
 
 Corpus: 20,000 documents of up to 2,000 characters, generated deterministically (seeded
-random words of 1-12 letters, some of them accented). Both sides produce the same rows of ``seq_len`` 2,048 (byte-level
-tokens + EOS, documents packed in order within each batch of 256 documents, position ids
-restarting at document starts) - the test suite checks that the outputs are identical.
+random words of 1-12 letters, some of them accented). Both sides produce the same rows of
+``seq_len`` 2,048 (byte-level tokens + EOS, documents packed in order within each batch of 256
+documents, position ids restarting at document starts); the script checks that the outputs
+are identical before timing.
 
     python benchmarks/text_pipeline.py [--repeats 5]
 """
