@@ -134,6 +134,13 @@ class LazyImage:
     def write_into(self, out: np.ndarray) -> None:
         """Make the pixels into ``out`` (shape ``self.shape``, dtype ``self.dtype``)."""
         w, h = self.size
+        common: dict[str, Any] = {
+            "flip": self.flip,
+            "mode": self.mode,
+            "mean": self.mean,
+            "std": self.std,
+            "clip": self.clip,
+        }
         try:
             if self.jpeg is not None:
                 imgops.decode_jpeg_into(
@@ -142,30 +149,15 @@ class LazyImage:
                     self.box,
                     w,
                     h,
-                    flip=self.flip,
-                    mode=self.mode,
-                    mean=self.mean,
-                    std=self.std,
                     max_pixels=self.max_pixels,
                     orientation=self.orientation,
                     dct_scaling=self.dct_scaling,
-                    clip=self.clip,
                     fast=self.fast,
+                    **common,
                 )
             else:
                 assert self.pixels is not None
-                imgops.resample_into(
-                    self.pixels,
-                    out,
-                    self.box,
-                    w,
-                    h,
-                    flip=self.flip,
-                    mode=self.mode,
-                    mean=self.mean,
-                    std=self.std,
-                    clip=self.clip,
-                )
+                imgops.resample_into(self.pixels, out, self.box, w, h, **common)
         except ValueError as exc:
             raise CorruptData(f"cannot decode image: {exc}", key=self.key) from None
 

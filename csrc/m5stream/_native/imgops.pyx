@@ -112,9 +112,7 @@ cdef int _finish(const uint8_t *region, int gw, int gh, double *b, bint flip, in
     return rc
 
 
-def jpeg_info(const uint8_t[::1] data):
-    """``(width, height, components, colorspace, progressive, orientation)``; width and height
-    are as stored (before the EXIF orientation)."""
+cdef m5_jpeg_info _read_info(const uint8_t[::1] data) except *:
     cdef m5_jpeg_info info
     cdef char err[ERRLEN]
     cdef int rc
@@ -124,6 +122,13 @@ def jpeg_info(const uint8_t[::1] data):
         rc = m5_jpeg_read_info(&data[0], data.shape[0], &info, err, ERRLEN)
     if rc != 0:
         raise ValueError(err.decode("utf-8", "replace"))
+    return info
+
+
+def jpeg_info(const uint8_t[::1] data):
+    """``(width, height, components, colorspace, progressive, orientation)``; width and height
+    are as stored (before the EXIF orientation)."""
+    cdef m5_jpeg_info info = _read_info(data)
     return (info.width, info.height, info.components, info.colorspace, info.progressive,
             info.orientation)
 
@@ -159,12 +164,7 @@ def decode_jpeg_into(const uint8_t[::1] data, out, box, int out_w, int out_h, *,
         clip = box
     b[0] = box[0]; b[1] = box[1]; b[2] = box[2]; b[3] = box[3]
     c[0] = clip[0]; c[1] = clip[1]; c[2] = clip[2]; c[3] = clip[3]
-    if data.shape[0] == 0:
-        raise ValueError("empty input is not a JPEG image")
-    with nogil:
-        rc = m5_jpeg_read_info(&data[0], data.shape[0], &info, err, ERRLEN)
-    if rc != 0:
-        raise ValueError(err.decode("utf-8", "replace"))
+    info = _read_info(data)
     if orientation < 0:
         orientation = info.orientation
     dW = info.height if orientation >= 5 else info.width
