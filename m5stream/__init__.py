@@ -25,6 +25,7 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .storage.s3 import S3Config
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "Manifest",
     "NotFound",
     "PermissionDenied",
+    "S3Config",
     "SlotsExhausted",
     "StateMismatch",
     "WorkerDied",

@@ -10,17 +10,21 @@ them, so workers never share file descriptors.
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
-from .errors import ConfigError, M5Error
+from .catalog.s3list import list_s3
+from .errors import ConfigError, M5Error, NotFound
 from .formats import Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
+from .storage.s3 import S3Config, set_default_config
 
 __all__ = ["Dataset", "dataset"]
 
@@ -34,43 +38,87 @@ def dataset(
     *,
     format: str | None = None,
     columns: list[str] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    s3: S3Config | None = None,
 ) -> Dataset:
     """Describe a dataset (see DESIGN.md "Public contract").
 
-    ``source`` is a directory, file, glob or brace pattern of local files, a
+    ``source`` is a directory, file, glob or brace pattern of local files, the same over
+    ``s3://bucket/...`` (a prefix ending in ``/`` is listed), a
     ``synthetic://N?shard_size=S`` URI, or an already built :class:`Manifest`.
+
+    ``manifest=PATH`` lists once per job: the first process (rank 0, from ``$RANK``) resolves
+    the source and writes the manifest there; the others, and later runs, read it instead of
+    listing again (they wait up to ``$M5STREAM_MANIFEST_WAIT`` seconds, default 600, for it).
+
+    ``s3=S3Config(endpoint=..., region=...)`` overrides the environment for this dataset, in
+    this process and in the loader's workers.
     """
+    if s3 is not None:
+        s3 = s3.resolved()
+        set_default_config(s3)
     if isinstance(source, Manifest):
-        return Dataset(source)
+        return Dataset(source, s3)
     if not isinstance(source, str) or not source:
         raise ConfigError("source must be a non-empty string or a Manifest")
-    if source.startswith("synthetic://"):
-        return Dataset(synthetic_manifest(source))
-    scheme = source.split("://", 1)[0] if "://" in source else ""
-    if scheme in ("s3", "glue"):
+    if manifest is not None:
+        return Dataset(_shared_manifest(source, Path(manifest), format, columns), s3)
+    return Dataset(_resolve(source, format, columns), s3)
+
+
+def _shared_manifest(
+    source: str, path: Path, format: str | None, columns: list[str] | None
+) -> Manifest:
+    if not path.exists() and int(os.environ.get("RANK", "0") or 0) == 0:
+        m = _resolve(source, format, columns)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(m.to_json())
+        os.replace(tmp, path)
+        return m
+    deadline = time.monotonic() + float(os.environ.get("M5STREAM_MANIFEST_WAIT", "600"))
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise NotFound("timed out waiting for rank 0 to write the manifest", uri=str(path))
+        time.sleep(0.2)
+    m = Manifest.from_json(path.read_text())
+    if m.source != source:
         raise ConfigError(
-            f"{scheme}:// sources need the {scheme.upper()} layer, which this build does not "
-            "include yet",
-            uri=source,
+            f"manifest at {path} was made for {m.source!r}, not {source!r}", uri=str(path)
         )
-    if scheme and scheme != "file":
+    return m
+
+
+def _resolve(source: str, format: str | None, columns: list[str] | None) -> Manifest:
+    if source.startswith("synthetic://"):
+        return synthetic_manifest(source)
+    scheme = source.split("://", 1)[0] if "://" in source else ""
+    if scheme == "glue":
+        raise ConfigError(
+            "glue:// sources need the Glue layer, which this build does not include yet", uri=source
+        )
+    objects: list[tuple[str, int, str]]
+    if scheme == "s3":
+        root, objects = list_s3(source)
+    elif scheme in ("", "file"):
+        path = source[len("file://") :] if scheme == "file" else source
+        root, files = list_local(path)
+        objects = [(f, *stat_local(f)) for f in files]
+    else:
         raise ConfigError(f"unsupported URI scheme {scheme!r}", uri=source)
-    path = source[len("file://") :] if scheme == "file" else source
-    root, files = list_local(path)
-    fmt_name = format or detect_format(files)
+    fmt_name = format or detect_format([o[0] for o in objects])
     fmt = get_format(fmt_name)
     options: dict[str, Any] = {}
     if columns is not None:
         options["columns"] = list(columns)
     options = fmt.validate_options(options)
     keys, sizes, stamps, counts = [], [], [], []
-    for f in files:
-        size, stamp = stat_local(f)
-        keys.append(os.path.relpath(f, root) if root else f)
+    for uri, size, stamp in objects:
+        keys.append(_relative(uri, root))
         sizes.append(size)
         stamps.append(stamp)
-        counts.append(fmt.count(f, size, stamp, options))
-    manifest = Manifest(
+        counts.append(fmt.count(uri, size, stamp, options))
+    return Manifest(
         source=source,
         format=fmt_name,
         root=root,
@@ -80,14 +128,24 @@ def dataset(
         counts=counts,
         options=options,
     )
-    return Dataset(manifest)
+
+
+def _relative(uri: str, root: str) -> str:
+    if not root:
+        return uri
+    if uri.startswith("s3://"):
+        return uri[len(root) :].lstrip("/")
+    return os.path.relpath(uri, root)
 
 
 class Dataset:
     """Random access to the samples of a manifest (see module docstring)."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, s3: S3Config | None = None) -> None:
         self.manifest = manifest
+        self.s3 = s3
+        if s3 is not None:
+            set_default_config(s3)
         self.format = get_format(manifest.format)
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
 
@@ -143,10 +201,10 @@ class Dataset:
         self._readers.clear()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"manifest": self.manifest}
+        return {"manifest": self.manifest, "s3": self.s3}  # no credentials in either
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["manifest"])  # type: ignore[misc]
+        self.__init__(state["manifest"], state.get("s3"))  # type: ignore[misc]
 
     def __repr__(self) -> str:
         m = self.manifest

@@ -15,6 +15,7 @@ import numpy as np
 from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData
+from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
 from .base import Format, Sample, ShardReader
 
@@ -35,8 +36,8 @@ def line_index(buf: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts[keep], ends[keep], numbers[keep]
 
 
-def _build_line_index(uri: str) -> dict[str, np.ndarray]:
-    f = LocalFile(uri)
+def _build_line_index(path: str) -> dict[str, np.ndarray]:
+    f = LocalFile(path)
     try:
         buf = f.map()
         try:
@@ -50,7 +51,9 @@ def _build_line_index(uri: str) -> dict[str, np.ndarray]:
 
 
 def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
-    arrays = cached_index("jsonl", uri, size, stamp, lambda: _build_line_index(uri))
+    arrays = cached_index(
+        "jsonl", uri, size, stamp, lambda: _build_line_index(local_shard(uri, size, stamp))
+    )
     return arrays["starts"], arrays["ends"], arrays["numbers"]
 
 
@@ -58,7 +61,7 @@ class JsonlReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
         self.starts, self.ends, self.numbers = load_line_index(shard.uri, shard.size, shard.stamp)
-        self.file = LocalFile(shard.uri)
+        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp))
         self.columns: list[str] | None = options.get("columns")
 
     def read(self, local: int) -> tuple[str, Sample]:

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from ..catalog.manifest import ShardInfo
-from ..storage.local import LocalFile
+from ..storage.blobs import is_s3, read_object
 from .base import Format, Sample, ShardReader
 
 __all__ = ["RawFormat", "field_name"]
@@ -26,11 +26,7 @@ class RawReader(ShardReader):
     def read(self, local: int) -> tuple[str, Sample]:
         if local != 0:
             raise IndexError(local)
-        f = LocalFile(self.shard.uri)
-        try:
-            data = f.read_all()
-        finally:
-            f.close()
+        data = read_object(self.shard.uri, self.shard.stamp if is_s3(self.shard.uri) else None)
         return self.shard.key, {field_name(self.shard.key): data}
 
 

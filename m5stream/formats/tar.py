@@ -20,6 +20,7 @@ from .._cache import cached_index
 from .._native import tarscan
 from ..catalog.manifest import ShardInfo
 from ..errors import CorruptData
+from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
 from .base import Format, Sample, ShardReader
 
@@ -86,8 +87,9 @@ def group_members(names: list[bytes], offsets: np.ndarray, sizes: np.ndarray) ->
     )
 
 
-def build_index(uri: str) -> TarIndex:
-    f = LocalFile(uri)
+def build_index(path: str, uri: str) -> TarIndex:
+    """Scan the shard at local ``path`` (``uri`` names it in errors)."""
+    f = LocalFile(path)
     try:
         buf = f.map()
         try:
@@ -103,7 +105,9 @@ def build_index(uri: str) -> TarIndex:
 
 
 def load_index(uri: str, size: int, stamp: str) -> TarIndex:
-    arrays = cached_index("tar", uri, size, stamp, lambda: build_index(uri).arrays())
+    arrays = cached_index(
+        "tar", uri, size, stamp, lambda: build_index(local_shard(uri, size, stamp), uri).arrays()
+    )
     return TarIndex(*(arrays[name] for name in TarIndex.FIELDS))
 
 
@@ -111,7 +115,7 @@ class TarReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
         self.index = load_index(shard.uri, shard.size, shard.stamp)
-        self.file = LocalFile(shard.uri)
+        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp))
 
     def read(self, local: int) -> tuple[str, Sample]:
         ix = self.index
@@ -124,6 +128,7 @@ class TarReader(ShardReader):
                 sample[str(ix.fields[m])] = self.file.read(off, size)
             except CorruptData as exc:
                 exc.add_context(key=key)
+                exc.context["uri"] = exc.uri = self.shard.uri  # the shard, not its cached copy
                 raise
         return key, sample
 

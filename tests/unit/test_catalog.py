@@ -73,8 +73,10 @@ def test_missing_sources_raise_not_found(tmp_path: Path) -> None:
 
 
 def test_unsupported_schemes_and_mixed_formats(tmp_path: Path) -> None:
-    with pytest.raises(m5.ConfigError, match="s3://"):
-        m5.dataset("s3://bucket/x.tar")
+    with pytest.raises(m5.ConfigError, match="glue://"):
+        m5.dataset("glue://db/table")
+    with pytest.raises(m5.ConfigError, match="unsupported URI scheme 'ftp'"):
+        m5.dataset("ftp://host/x.tar")
     (tmp_path / "a.tar").write_bytes(b"")
     (tmp_path / "b.parquet").write_bytes(b"")
     with pytest.raises(m5.ConfigError, match="mixes shard formats"):

@@ -1,0 +1,163 @@
+"""Reading through the AWS CRT from a real S3-compatible server (SeaweedFS on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import m5stream as m5
+from m5stream.catalog.s3list import list_prefix
+from m5stream.storage import s3
+from tests.helpers import make_jsonl_dataset, make_parquet_dataset, make_tar_dataset, sample_bytes
+from tests.integration.conftest import BUCKET
+from tests.resume_harness import check_resume
+
+
+def _upload_dir(local: Path, prefix: str) -> None:
+    c = s3.client()
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda p: c.put(BUCKET, f"{prefix}/{p.relative_to(local)}", path=str(p)), files
+            )
+        )
+
+
+def test_get_ranges_head_and_errors(s3_endpoint: str) -> None:
+    c = s3.client()
+    data = os.urandom(3 * (8 << 20) + 12345)  # several CRT parts
+    c.put(BUCKET, "blobs/big.bin", data)
+    assert c.get(BUCKET, "blobs/big.bin") == data
+    assert c.get(BUCKET, "blobs/big.bin", 7, 100) == data[7:107]
+    assert c.get(BUCKET, "blobs/big.bin", 9 << 20, 10 << 20) == data[9 << 20 : 19 << 20]
+    info = c.head(BUCKET, "blobs/big.bin")
+    assert info.size == len(data) and len(info.etag) >= 32
+    with pytest.raises(m5.NotFound) as e:
+        c.get(BUCKET, "blobs/missing.bin", 0, 10)
+    assert f"s3://{BUCKET}/blobs/missing.bin" in str(e.value) and "byte_range=0-9" in str(e.value)
+    assert isinstance(e.value, FileNotFoundError)
+    with pytest.raises(m5.StateMismatch, match="changed since the manifest"):
+        c.get(BUCKET, "blobs/big.bin", 0, 10, etag="0" * 32)
+
+
+def test_wrong_credentials_are_permission_denied(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.client().put(BUCKET, "secret/x", b"x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    bad = s3.S3Client(s3.S3Config(retries=0))
+    with pytest.raises(m5.PermissionDenied) as e:
+        bad.get(BUCKET, "secret/x")
+    assert isinstance(e.value, PermissionError)
+    assert "not-the-secret" not in str(e.value) and "SignatureDoesNotMatch" in str(e.value)
+
+
+def test_listing_thousands_of_objects(s3_endpoint: str) -> None:
+    c = s3.client()
+    keys = [f"many/part{i % 5}/obj{i:05d}.bin" for i in range(2500)]
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda k: c.put(BUCKET, k, k.encode()), keys))
+    listed = list_prefix(c, BUCKET, "many/")
+    assert [o.key for o in listed] == sorted(keys)
+    ds = m5.dataset(f"s3://{BUCKET}/many/")
+    assert len(ds) == 2500 and ds.manifest.format == "raw"
+    assert ds.manifest.keys[0] == "part0/obj00000.bin"
+    assert ds[7]["bin"] == sorted(keys)[7].encode()
+
+
+@pytest.fixture(scope="module")
+def tar_pair(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    local = tmp_path_factory.mktemp("tars")
+    make_tar_dataset(local, shards=6, per_shard=20)
+    _upload_dir(local, "tars")
+    remote = m5.dataset(f"s3://{BUCKET}/tars/shard-{{00000..00005}}.tar")
+    return m5.dataset(str(local)), remote
+
+
+def test_tar_shards_over_s3(tar_pair: tuple[Any, Any]) -> None:
+    local, remote = tar_pair
+    assert remote.manifest.root == f"s3://{BUCKET}/tars"
+    assert remote.manifest.counts.tolist() == local.manifest.counts.tolist()
+    assert all(len(s) >= 32 for s in remote.manifest.stamps)  # ETags
+    for i in (0, 19, 20, 119):
+        assert remote[i]["bin"] == sample_bytes(i) and remote[i]["__key__"] == f"s{i:06d}"
+    with m5.Loader(remote, 16, shuffle=True, seed=2, num_workers=2, output="numpy") as lo:
+        seen = 0
+        for b in lo:
+            assert b["bin"] == [sample_bytes(i) for i in b["__index__"].tolist()]
+            seen += len(b["bin"])
+    assert seen == 120
+
+
+def test_exact_resume_over_s3(tar_pair: tuple[Any, Any]) -> None:
+    from tests.e2e.test_resume import LoaderNode
+
+    remote = tar_pair[1]
+    check_resume(
+        lambda nw, r, ws: LoaderNode(remote, nw, r, ws, shuffle=True, seed=4, drop_last=True),
+        configs=[(0, 1), (2, 2)],
+        num_samples=len(remote),
+        global_batch=24,
+        epochs=2,
+        drop_last=True,
+    )
+
+
+def test_parquet_and_jsonl_over_s3(s3_endpoint: str, tmp_path: Path) -> None:
+    make_parquet_dataset(tmp_path / "pq", files=2, per_file=25, row_group=10)
+    make_jsonl_dataset(tmp_path / "js", files=2, per_file=5)
+    _upload_dir(tmp_path / "pq", "pq")
+    _upload_dir(tmp_path / "js", "js")
+    pq = m5.dataset(f"s3://{BUCKET}/pq/*.parquet", columns=["id", "image"])
+    assert len(pq) == 50
+    assert int(pq[37]["id"]) == 37 and pq[37]["image"] == sample_bytes(37)
+    js = m5.dataset(f"s3://{BUCKET}/js/")
+    assert len(js) == 10 and js[7]["text"] == "row 7" and js[7]["__key__"] == "part-1.jsonl:3"
+
+
+def test_changed_object_is_an_error_not_mixed_data(s3_endpoint: str) -> None:
+    c = s3.client()
+    for i in range(3):
+        c.put(BUCKET, f"mut/{i}.bin", b"old")
+    ds = m5.dataset(f"s3://{BUCKET}/mut/")
+    assert ds[1]["bin"] == b"old"
+    c.put(BUCKET, "mut/2.bin", b"new content")
+    with pytest.raises(m5.StateMismatch, match="changed since the manifest") as e:
+        ds[2]
+    assert e.value.uri == f"s3://{BUCKET}/mut/2.bin"
+    assert m5.dataset(f"s3://{BUCKET}/mut/").fingerprint != ds.fingerprint
+
+
+def test_missing_shard_names_it(s3_endpoint: str) -> None:
+    with pytest.raises(m5.NotFound) as e:
+        m5.dataset(f"s3://{BUCKET}/tars/shard-{{00000..00009}}.tar")
+    assert f"s3://{BUCKET}/tars/shard-0000" in str(e.value)
+
+
+def test_manifest_is_listed_once(
+    tar_pair: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = f"s3://{BUCKET}/tars/shard-{{00000..00005}}.tar"
+    path = tmp_path / "manifest.json"
+    first = m5.dataset(src, manifest=path)
+    assert json.loads(path.read_text())["fingerprint"] == first.fingerprint
+
+    def no_listing(*a: object, **k: object) -> None:
+        raise AssertionError("listed again")
+
+    monkeypatch.setattr(sys.modules["m5stream.dataset"], "list_s3", no_listing)
+    monkeypatch.setenv("RANK", "3")
+    again = m5.dataset(src, manifest=path)
+    assert again.fingerprint == first.fingerprint and np.array_equal(
+        again.manifest.counts, first.manifest.counts
+    )
+    with pytest.raises(m5.ConfigError, match="was made for"):
+        m5.dataset(f"s3://{BUCKET}/other/", manifest=path)
