@@ -182,6 +182,11 @@ class Dataset:
         shards = np.searchsorted(offsets, idx, side="right") - 1
         return shards, idx - offsets[shards]
 
+    def prefetch(self, shards: np.ndarray) -> None:
+        """Let the format fetch what a batch touching ``shards`` needs, all at once."""
+        m = self.manifest
+        self.format.prefetch([m.shard(int(s)) for s in dict.fromkeys(shards.tolist())])
+
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
         try:

@@ -38,6 +38,7 @@ from .stats import Stats
 from .transforms import TransformFn
 from .workers.assemble import assemble_numpy, read_batch
 from .workers.pool import WorkerPool
+from .workers.prefetch import ShardPrefetcher
 from .workers.protocol import Cmd, Reply
 from .workers.slots import RingManager
 from .workers.task import BatchTransform, load_samples
@@ -345,6 +346,16 @@ class Loader:
         n_steps = self.steps_per_epoch
         dispatch = self._step
         ready: dict[int, tuple[int, Any] | None] = {}
+        prefetcher = None
+        if ShardPrefetcher.wanted(self.dataset):
+            prefetcher = ShardPrefetcher(
+                self.dataset,
+                self._indices,
+                self._step,
+                n_steps,
+                lambda: self._step,
+                lookahead=self.prefetch + 8,
+            ).start()
         try:
             while self._gen == gen and self._step < n_steps:
                 # keep `prefetch` batches in flight, as slots allow
@@ -390,6 +401,9 @@ class Loader:
             self._res.close(timeout=0.1)  # the survivors' work is lost anyway
             raise
         finally:
+            if prefetcher is not None:
+                prefetcher.stop()
+                self._stats.prefetched_shards += prefetcher.fetched
             # batches that arrived but were never delivered (the caller stopped early, or an
             # error was raised): give their slots back
             for item in ready.values():

@@ -26,6 +26,7 @@ class Stats:
         self.inline_batches = 0
         self.ring_grows = 0
         self.worker_restarts = 0
+        self.prefetched_shards = 0
 
     def add_seconds(self, seconds: dict[str, float]) -> None:
         for k, v in seconds.items():
@@ -39,5 +40,6 @@ class Stats:
             "inline_batches": self.inline_batches,
             "ring_grows": self.ring_grows,
             "worker_restarts": self.worker_restarts,
+            "prefetched_shards": self.prefetched_shards,
             "seconds": dict(self.seconds),
         }

@@ -52,3 +52,6 @@ class Format(ABC):
     @abstractmethod
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         """A reader for ``shard``."""
+
+    def prefetch(self, shards: list[ShardInfo]) -> None:  # noqa: B027 - optional hook
+        """Start fetching what reading these shards will need (called once per batch)."""

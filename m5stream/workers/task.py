@@ -55,6 +55,9 @@ def load_samples(
     res = LoadResult()
     clock = time.perf_counter
     shards, locals_ = dataset.locate_many(indices)
+    t0 = clock()
+    dataset.prefetch(shards)
+    res.seconds["read"] += clock() - t0
     for idx, shard, local in zip(indices.tolist(), shards.tolist(), locals_.tolist()):
         key = None
         t0 = clock()

@@ -161,3 +161,35 @@ def test_manifest_is_listed_once(
     )
     with pytest.raises(m5.ConfigError, match="was made for"):
         m5.dataset(f"s3://{BUCKET}/other/", manifest=path)
+
+
+def test_loader_prefetches_shards_in_order(
+    tar_pair: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "fresh-cache"))  # nothing cached yet
+    remote = m5.dataset(f"s3://{BUCKET}/tars/shard-{{00000..00005}}.tar")
+    with m5.Loader(
+        remote, 8, shuffle="block", block_size=20, seed=1, num_workers=2, output="numpy"
+    ) as lo:
+        got = [i for b in lo for i in b["__index__"].tolist()]
+        assert sorted(got) == list(range(120))
+        assert lo.stats["prefetched_shards"] == 6
+
+
+def test_raw_objects_of_a_batch_are_fetched_concurrently(s3_endpoint: str) -> None:
+    c = s3.client()
+    for i in range(40):
+        c.put(BUCKET, f"rawb/{i:03d}.jpg", sample_bytes(i))
+    c.put(BUCKET, "rawb/zz-missing-later.jpg", b"soon gone")
+    ds = m5.dataset(f"s3://{BUCKET}/rawb/")
+    assert len(ds) == 41
+    # a deleted object fails its own sample only, with the skip accounting of the loader
+    from m5stream.storage.s3 import client as cl
+
+    cl()._request("DELETE", BUCKET, "rawb/zz-missing-later.jpg", operation="DeleteObject")
+    for nw in (0, 2):
+        with m5.Loader(ds, 10, num_workers=nw, on_error="skip", output="numpy") as lo:
+            batches = list(lo)
+            assert [x for b in batches for x in b["jpg"]] == [sample_bytes(i) for i in range(40)]
+            assert lo.state_dict()["skipped"][0][2] == "zz-missing-later.jpg"
+            assert "NotFound" in lo.state_dict()["skipped"][0][3]
