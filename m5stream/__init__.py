@@ -29,7 +29,7 @@ from .storage.s3 import S3Config
 
 __version__ = "0.1.0"
 
-_LAZY = {"Loader": "loader"}
+_LAZY = {"Loader": "loader", "write_shards": "writer"}
 
 __all__ = [
     "ConfigError",
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "dataset",
     "transforms",
+    "write_shards",
 ]
 
 
@@ -69,3 +70,4 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from . import transforms
     from .loader import Loader
+    from .writer import write_shards

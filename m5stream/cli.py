@@ -1,4 +1,5 @@
-"""``m5stream`` command line: ``bench`` (throughput of a data path) and ``inspect``.
+"""``m5stream`` command line: ``bench`` (throughput of a data path), ``shard`` (rewrite a
+dataset as tar/Parquet shards, locally or to S3) and ``inspect``.
 
 ``m5stream bench`` with no source benchmarks the embedded demo dataset (generated on first
 use, offline), so it is the first command a new user can run.
@@ -86,6 +87,15 @@ def _inspect(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _shard(args: argparse.Namespace) -> dict[str, Any]:
+    from .writer import write_shards
+
+    ds = dataset(args.source, format=args.format)
+    samples = (ds[i] for i in range(len(ds)))
+    pattern = write_shards(samples, args.dst, format=args.to, shard_size=args.shard_size)
+    return {"source": args.source, "samples": len(ds), "written": pattern}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="m5stream")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -97,12 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--batches", type=int, default=20, help="batches per timed run")
     b.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
     b.add_argument("--json", dest="json_path", default=None, help="also write results here")
+    s = sub.add_parser("shard", help="rewrite a dataset as tar or Parquet shards (local or S3)")
+    s.add_argument("source")
+    s.add_argument("dst", help="a directory or s3://bucket/prefix")
+    s.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
+    s.add_argument("--to", default="tar", choices=["tar", "parquet"])
+    s.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
     i = sub.add_parser("inspect", help="print a dataset's manifest summary")
     i.add_argument("source")
     i.add_argument("--format", default=None)
     args = p.parse_args(argv)
     try:
-        result = _bench(args) if args.cmd == "bench" else _inspect(args)
+        run = {"bench": _bench, "inspect": _inspect, "shard": _shard}[args.cmd]
+        result = run(args)
     except M5Error as exc:
         print(f"m5stream: error: {exc}", file=sys.stderr)
         return 2

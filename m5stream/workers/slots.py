@@ -52,7 +52,8 @@ class SlotRing:
         self.slot_bytes = slot_bytes
         total = num_slots * slot_bytes
         if fd is None:
-            fd = os.memfd_create(f"m5stream-ring-{ring_id}", os.MFD_CLOEXEC)
+            # the name (seen in /proc/PID/maps) says whose ring it is: trainer pid, ring id
+            fd = os.memfd_create(f"m5stream-ring-{os.getpid()}-{ring_id}", os.MFD_CLOEXEC)
             os.ftruncate(fd, total)
         self.fd: int | None = fd
         self.mm: mmap.mmap | None = mmap.mmap(

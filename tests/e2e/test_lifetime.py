@@ -16,13 +16,16 @@ from tests.helpers import alive, make_tar_dataset, shm_entries, wait_gone
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _any_process_maps_our_memory() -> list[int]:
+def _any_process_maps_our_memory(trainer: int) -> list[int]:
+    """Processes, anywhere on the machine, that still map a ring the trainer created (ring
+    names carry the creating pid, so other jobs running at the same time do not count)."""
+    tag = f"memfd:m5stream-ring-{trainer}-"
     hits = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/maps") as f:
-                    if "memfd:m5stream" in f.read():
+                    if tag in f.read():
                         hits.append(int(entry))
             except OSError:
                 pass
@@ -86,7 +89,7 @@ def test_after_uncaught_exception(pattern: str) -> None:
     assert proc.returncode == 1
     assert "m5stream.errors.WorkerError: KeyError" in err and "s000006" in err
     assert wait_gone(pids, 5.0) == set()
-    assert _any_process_maps_our_memory() == []
+    assert _any_process_maps_our_memory(proc.pid) == []
     assert shm_entries() - shm == set()
 
 
@@ -98,5 +101,5 @@ def test_after_trainer_sigkill(pattern: str) -> None:
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert wait_gone(pids, 5.0) == set(), "workers outlived their trainer"
-    assert wait_gone(_any_process_maps_our_memory(), 5.0) == set()
+    assert wait_gone(_any_process_maps_our_memory(proc.pid), 5.0) == set()
     assert shm_entries() - shm == set()
