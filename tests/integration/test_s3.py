@@ -232,3 +232,42 @@ def test_cli_shard_to_s3(s3_endpoint: str, tmp_path: Path) -> None:
     ds = m5.dataset(out["written"])
     assert ds.manifest.counts.tolist() == [4, 4, 2]
     assert [ds[i]["bin"] for i in range(10)] == [sample_bytes(i) for i in range(10)]
+
+
+def test_faults_change_nothing(s3_endpoint: str) -> None:
+    """Through a proxy that answers 503 SlowDown to 1 request in 10 and resets the connection
+    of another 1 in 10, an epoch has the same order and the same bytes as a clean one."""
+    from tests.integration.faultproxy import FaultProxy
+
+    c = s3.client()
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: c.put(BUCKET, f"faults/{i:03d}.bin", sample_bytes(1000 + i)), range(60)
+            )
+        )
+    clean = m5.dataset(f"s3://{BUCKET}/faults/")
+    proxy = FaultProxy(int(s3_endpoint.rsplit(":", 1)[1]), every=10)
+    try:
+        cfg = s3.S3Config(endpoint=proxy.endpoint, retries=5)
+        faulty = m5.dataset(f"s3://{BUCKET}/faults/", s3=cfg)  # listing through the faults
+        assert faulty.fingerprint == clean.fingerprint
+        runs = []
+        for ds in (clean, faulty):  # raw objects: every sample is a GET, nothing cached
+            before = dict(proxy.stats)
+            with m5.Loader(ds, 8, shuffle=True, seed=8, num_workers=2, output="numpy") as lo:
+                runs.append([(b["__index__"].tolist(), b["bin"]) for b in lo])
+        # the workers' GETs of the faulty epoch went through the proxy, and some were broken
+        assert proxy.stats["forwarded"] - before.get("forwarded", 0) >= 60
+        broken = sum(proxy.stats[k] - before.get(k, 0) for k in ("slowdown", "reset"))
+        assert broken >= 10
+        assert runs[0] == runs[1]
+        assert [x for _, bins in runs[1] for x in bins] != []
+        shard = "faults/007.bin"
+        direct = s3.S3Client(s3.S3Config(endpoint=s3_endpoint))
+        for i in range(20):  # ranged reads straight through the faults
+            assert s3.client(cfg).get(BUCKET, shard, i, 50) == direct.get(BUCKET, shard, i, 50)
+        assert proxy.stats["slowdown"] >= 3 and proxy.stats["reset"] >= 3
+    finally:
+        s3.set_default_config(None)
+        proxy.close()
