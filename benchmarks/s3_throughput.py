@@ -1,0 +1,309 @@
+"""S3 throughput against SeaweedFS on loopback: m5 (AWS CRT) vs boto3 and s3torchconnector.
+
+Starts its own SeaweedFS (``weed mini``, free ports, loopback), uploads the data, and runs each
+side alternately, median of ``--repeats``:
+
+(a) tar shards of 32 MiB: m5 fetching shards the way the loader's prefetcher does (CRT writes
+    the body to the shard cache, 4 at a time) and the whole m5 Loader over the shards with an
+    empty cache, vs boto3 ``get_object().read()`` with 8 threads. MB/s and client CPU s/GB.
+(b) 64 KiB objects: m5 GETs (32 concurrent, the raw-object batch fetch) vs boto3, 8 threads.
+(c) ~100 KB raw objects through a loader, same worker count (2): m5 ``Loader`` vs
+    ``s3torchconnector.S3IterableDataset`` and a boto3 ``get_object`` Dataset in a torch
+    ``DataLoader``.
+(d) time to the first batch of a 10,000-object prefix, the same three.
+
+    python benchmarks/s3_throughput.py [--repeats 3]
+Numbers are loopback with the server on the same 2 cores: ratios, not absolute rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch.utils.data
+from _common import environment, median
+
+KEY, SECRET, BUCKET = "bench-key", "bench-secret-key", "m5-bench"
+MB = 1e6
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def boto() -> object:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(max_pool_connections=32, s3={"addressing_style": "path"}),
+    )
+
+
+def upload(c: object, items: list[tuple[str, bytes]]) -> None:
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kv: c.put(BUCKET, kv[0], kv[1]), items))  # type: ignore[attr-defined]
+
+
+def timed(fn: object) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), cpu()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - t0, cpu() - c0
+
+
+class BotoObjects(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.client: object = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> bytes:
+        if self.client is None:
+            self.client = boto()
+        return self.client.get_object(Bucket=BUCKET, Key=self.keys[i])["Body"].read()  # type: ignore[attr-defined]
+
+
+def collate(batch: list[object]) -> list[object]:
+    return batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    from tests.seaweed import SeaweedServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="m5bench-s3-"))
+    (tmp / "weed").mkdir()
+    server = SeaweedServer(tmp / "weed", KEY, SECRET)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_ENDPOINT_URL_S3=server.endpoint,
+        AWS_REGION="us-east-1",
+        M5STREAM_CACHE=str(tmp / "cache"),
+    )
+    import m5stream as m5
+    from m5stream.storage import s3
+
+    c = s3.client()
+    try:
+        server.wait_ready(lambda: c.create_bucket(BUCKET))
+        b3 = boto()
+        print(f"# s3 throughput vs SeaweedFS on loopback, median of {a.repeats}; {environment()}")
+        # -- data
+        from tests.helpers import sample_bytes
+
+        shards = [(f"tar/shard-{i:05d}.tar", os.urandom(32 << 20)) for i in range(4)]
+        small = [(f"small/{i:05d}.bin", os.urandom(64 << 10)) for i in range(400)]
+        raw = [(f"raw/{i:05d}.jpg", sample_bytes(i) * 100) for i in range(1500)]
+        tiny = [(f"tiny/{i // 1000}/{i:05d}.bin", b"x" * 100) for i in range(10_000)]
+        tar_samples = [{"__key__": f"s{i:05d}", "bin": os.urandom(100 << 10)} for i in range(1200)]
+        for items in (shards, small, raw, tiny):
+            upload(c, items)
+        pattern = m5.write_shards(tar_samples, f"s3://{BUCKET}/tarset", shard_size=300)
+
+        res: dict[str, list[tuple[float, float]]] = {}
+
+        def rec(name: str, nbytes: float, wall: float, cpu_s: float) -> None:
+            res.setdefault(name, []).append((nbytes / wall / MB, cpu_s / (nbytes / 1e9)))
+
+        shard_bytes = sum(len(d) for _, d in shards)
+        for r in range(a.repeats):
+
+            def m5_fetch(r: int = r) -> None:
+                with ThreadPoolExecutor(4) as pool:
+                    list(
+                        pool.map(
+                            lambda kv: c.download(BUCKET, kv[0], str(tmp / f"{r}-{kv[0][4:]}")),
+                            shards,
+                        )
+                    )
+
+            wall, cs = timed(m5_fetch)
+            rec("a_m5_fetch", shard_bytes, wall, cs)
+            for f in tmp.glob(f"{r}-shard-*"):
+                f.unlink()
+
+            def boto_get() -> None:
+                with ThreadPoolExecutor(8) as pool:
+                    list(
+                        pool.map(
+                            lambda kv: b3.get_object(Bucket=BUCKET, Key=kv[0])["Body"].read(),  # type: ignore[attr-defined]
+                            shards,
+                        )
+                    )
+
+            wall, cs = timed(boto_get)
+            rec("a_boto3_8threads", shard_bytes, wall, cs)
+
+            os.environ["M5STREAM_CACHE"] = str(tmp / f"cache-{r}")  # empty shard cache
+            ds = m5.dataset(pattern)
+            nbytes = sum(len(s["bin"]) for s in tar_samples)
+
+            def loader(ds: object = ds) -> None:
+                with m5.Loader(
+                    ds,
+                    64,
+                    num_workers=2,
+                    output="numpy",
+                    shuffle="block",  # type: ignore[arg-type]
+                    block_size=300,
+                ) as lo:
+                    for _ in lo:
+                        pass
+
+            wall, cs = timed(loader)
+            rec("a_m5_loader_empty_cache", nbytes, wall, cs)
+
+            small_bytes = sum(len(d) for _, d in small)
+            wall, cs = timed(
+                lambda: list(ThreadPoolExecutor(32).map(lambda kv: c.get(BUCKET, kv[0]), small))
+            )
+            rec("b_m5_get_32", small_bytes, wall, cs)
+            wall, cs = timed(
+                lambda: list(
+                    ThreadPoolExecutor(8).map(
+                        lambda kv: b3.get_object(Bucket=BUCKET, Key=kv[0])["Body"].read(), small
+                    )
+                )
+            )  # type: ignore[attr-defined]
+            rec("b_boto3_8threads", small_bytes, wall, cs)
+
+            raw_bytes = sum(len(d) for _, d in raw)
+            rds = m5.dataset(f"s3://{BUCKET}/raw/")
+
+            def m5_raw(rds: object = rds) -> None:
+                with m5.Loader(rds, 32, num_workers=2, output="numpy") as lo:  # type: ignore[arg-type]
+                    for _ in lo:
+                        pass
+
+            wall, cs = timed(m5_raw)
+            rec("c_m5_loader", raw_bytes, wall, cs)
+
+            def boto_loader() -> None:
+                dl = torch.utils.data.DataLoader(
+                    BotoObjects([k for k, _ in raw]),
+                    batch_size=32,
+                    num_workers=2,
+                    collate_fn=collate,
+                )
+                for _ in dl:
+                    pass
+
+            wall, cs = timed(boto_loader)
+            rec("c_boto3_dataloader", raw_bytes, wall, cs)
+            try:
+                from s3torchconnector import S3ClientConfig, S3IterableDataset
+
+                def s3tc() -> None:
+                    it = S3IterableDataset.from_prefix(
+                        f"s3://{BUCKET}/raw/",
+                        region="us-east-1",
+                        endpoint=server.endpoint,
+                        transform=lambda reader: reader.read(),
+                        s3client_config=S3ClientConfig(force_path_style=True),
+                    )
+                    dl = torch.utils.data.DataLoader(
+                        it, batch_size=32, num_workers=2, collate_fn=collate
+                    )
+                    for _ in dl:
+                        pass
+
+                wall, cs = timed(s3tc)
+                rec("c_s3torchconnector", raw_bytes, wall, cs)
+            except ImportError:
+                pass
+
+            # (d) time to first batch on 10,000 objects
+            def first_m5() -> None:
+                ds = m5.dataset(f"s3://{BUCKET}/tiny/")
+                with m5.Loader(ds, 32, num_workers=2, output="numpy") as lo:
+                    next(iter(lo))
+
+            wall, _ = timed(first_m5)
+            res.setdefault("d_m5_first_batch_s", []).append((wall, 0.0))
+
+            def first_boto() -> None:
+                keys = [
+                    o["Key"]
+                    for p in b3.get_paginator("list_objects_v2").paginate(  # type: ignore[attr-defined]
+                        Bucket=BUCKET, Prefix="tiny/"
+                    )
+                    for o in p.get("Contents", [])
+                ]
+                dl = torch.utils.data.DataLoader(
+                    BotoObjects(keys), batch_size=32, num_workers=2, collate_fn=collate
+                )
+                next(iter(dl))
+
+            wall, _ = timed(first_boto)
+            res.setdefault("d_boto3_first_batch_s", []).append((wall, 0.0))
+            try:
+                from s3torchconnector import S3ClientConfig, S3IterableDataset
+
+                def first_s3tc() -> None:
+                    it = S3IterableDataset.from_prefix(
+                        f"s3://{BUCKET}/tiny/",
+                        region="us-east-1",
+                        endpoint=server.endpoint,
+                        transform=lambda reader: reader.read(),
+                        s3client_config=S3ClientConfig(force_path_style=True),
+                    )
+                    dl = torch.utils.data.DataLoader(
+                        it, batch_size=32, num_workers=2, collate_fn=collate
+                    )
+                    next(iter(dl))
+
+                wall, _ = timed(first_s3tc)
+                res.setdefault("d_s3torchconnector_first_batch_s", []).append((wall, 0.0))
+            except ImportError:
+                pass
+
+        for name, runs in res.items():
+            if name.startswith("d_"):
+                print(f"{name:34} {median([r[0] for r in runs]):8.2f} s")
+            else:
+                print(
+                    f"{name:34} {median([r[0] for r in runs]):8.1f} MB/s   "
+                    f"{median([r[1] for r in runs]):6.2f} CPU s/GB"
+                )
+
+        def ratio(x: str, y: str, i: int = 0) -> float:
+            return median([r[i] for r in res[x]]) / median([r[i] for r in res[y]])
+
+        print(
+            f"(a) m5 fetch / boto3 MB/s: {ratio('a_m5_fetch', 'a_boto3_8threads'):.2f}x; "
+            f"CPU/GB m5/boto3: {ratio('a_m5_fetch', 'a_boto3_8threads', 1):.2f}"
+        )
+        print(f"(b) 64 KiB objects m5 / boto3: {ratio('b_m5_get_32', 'b_boto3_8threads'):.2f}x")
+        print(
+            f"(c) raw loader m5 / boto3 DataLoader: "
+            f"{ratio('c_m5_loader', 'c_boto3_dataloader'):.2f}x"
+            + (
+                f"; m5 / s3torchconnector: {ratio('c_m5_loader', 'c_s3torchconnector'):.2f}x"
+                if "c_s3torchconnector" in res
+                else ""
+            )
+        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
