@@ -9,12 +9,12 @@ objects of a batch are fetched concurrently before the batch is assembled (``pre
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..catalog.manifest import ShardInfo
 from ..errors import M5Error
 from ..storage.blobs import is_s3, read_object
+from ..storage.s3 import client, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
 __all__ = ["RawFormat", "field_name"]
@@ -27,14 +27,6 @@ def field_name(path: str) -> str:
 
 # Objects fetched ahead for the current batch (per process): uri -> bytes or the error.
 _PREFETCHED: dict[str, bytes | BaseException] = {}
-_PARALLEL = 32
-
-
-def _fetch(uri: str, stamp: str) -> bytes | BaseException:
-    try:
-        return read_object(uri, stamp)
-    except Exception as exc:  # re-raised when that sample is read, with its key
-        return exc
 
 
 class RawReader(ShardReader):
@@ -70,6 +62,6 @@ class RawFormat(Format):
         remote = [s for s in shards if is_s3(s.uri)]
         if len(remote) < 2:
             return
-        with ThreadPoolExecutor(min(_PARALLEL, len(remote))) as pool:
-            for s, got in zip(remote, pool.map(lambda s: _fetch(s.uri, s.stamp), remote)):
-                _PREFETCHED[s.uri] = got
+        items = [(*parse_s3_uri(s.uri), s.stamp) for s in remote]
+        for s, got in zip(remote, client().get_many(items)):
+            _PREFETCHED[s.uri] = got

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -307,6 +307,39 @@ class S3Client:
                 )
             return bytes(into)
         return data
+
+    def get_many(self, items: Sequence[tuple[str, str, str | None]]) -> list[bytes | M5Error]:
+        """Whole objects ``(bucket, key, etag)``, all requests in flight at once (the CRT
+        schedules them; no Python thread per request). A failed one is retried alone through
+        :meth:`get`; one that still fails is returned as its error, in its place."""
+        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.s3 import S3RequestType
+
+        started = []
+        for bucket, key, etag in items:
+            host, path = self._target(bucket, key)
+            hdrs = HttpHeaders([("host", host)])
+            if etag:
+                hdrs.add("if-match", f'"{etag}"')
+            resp = _Response(None, 0)
+            req = self._crt.make_request(
+                type=S3RequestType.GET_OBJECT,
+                request=HttpRequest("GET", path, hdrs),
+                on_headers=resp.on_headers,
+                on_body=resp.on_body,
+            )
+            started.append((req, resp))
+        out: list[bytes | M5Error] = []
+        for (bucket, key, etag), (req, resp) in zip(items, started):
+            try:
+                req.finished_future.result(self.config.timeout)
+                out.append(resp.body())
+            except Exception:
+                try:
+                    out.append(self.get(bucket, key, etag=etag))
+                except M5Error as err:
+                    out.append(err)
+        return out
 
     def download(self, bucket: str, key: str, path: str, etag: str | None = None) -> None:
         """Write the object to ``path`` (the CRT writes the parts itself, no Python copy);
