@@ -24,7 +24,7 @@ from .errors import ConfigError, M5Error, NotFound
 from .formats import Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
-from .storage.s3 import S3Config, set_default_config
+from .storage.s3 import S3Config
 
 __all__ = ["Dataset", "dataset"]
 
@@ -51,26 +51,29 @@ def dataset(
     the source and writes the manifest there; the others, and later runs, read it instead of
     listing again (they wait up to ``$M5STREAM_MANIFEST_WAIT`` seconds, default 600, for it).
 
-    ``s3=S3Config(endpoint=..., region=...)`` overrides the environment for this dataset, in
-    this process and in the loader's workers.
+    ``s3=S3Config(endpoint=..., region=...)`` overrides the environment for this dataset: it
+    travels with the dataset to every shard reader, in this process and in the workers.
     """
     if s3 is not None:
         s3 = s3.resolved()
-        set_default_config(s3)
     if isinstance(source, Manifest):
         return Dataset(source, s3)
     if not isinstance(source, str) or not source:
         raise ConfigError("source must be a non-empty string or a Manifest")
     if manifest is not None:
-        return Dataset(_shared_manifest(source, Path(manifest), format, columns), s3)
-    return Dataset(_resolve(source, format, columns), s3)
+        return Dataset(_shared_manifest(source, Path(manifest), format, columns, s3), s3)
+    return Dataset(_resolve(source, format, columns, s3), s3)
 
 
 def _shared_manifest(
-    source: str, path: Path, format: str | None, columns: list[str] | None
+    source: str,
+    path: Path,
+    format: str | None,
+    columns: list[str] | None,
+    s3: S3Config | None,
 ) -> Manifest:
     if not path.exists() and int(os.environ.get("RANK", "0") or 0) == 0:
-        m = _resolve(source, format, columns)
+        m = _resolve(source, format, columns, s3)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(m.to_json())
@@ -89,7 +92,9 @@ def _shared_manifest(
     return m
 
 
-def _resolve(source: str, format: str | None, columns: list[str] | None) -> Manifest:
+def _resolve(
+    source: str, format: str | None, columns: list[str] | None, s3: S3Config | None = None
+) -> Manifest:
     if source.startswith("synthetic://"):
         return synthetic_manifest(source)
     scheme = source.split("://", 1)[0] if "://" in source else ""
@@ -99,7 +104,7 @@ def _resolve(source: str, format: str | None, columns: list[str] | None) -> Mani
         )
     objects: list[tuple[str, int, str]]
     if scheme == "s3":
-        root, objects = list_s3(source)
+        root, objects = list_s3(source, s3)
     elif scheme in ("", "file"):
         path = source[len("file://") :] if scheme == "file" else source
         root, files = list_local(path)
@@ -117,7 +122,7 @@ def _resolve(source: str, format: str | None, columns: list[str] | None) -> Mani
         keys.append(_relative(uri, root))
         sizes.append(size)
         stamps.append(stamp)
-        counts.append(fmt.count(uri, size, stamp, options))
+        counts.append(fmt.count(uri, size, stamp, options, s3))
     return Manifest(
         source=source,
         format=fmt_name,
@@ -144,8 +149,6 @@ class Dataset:
     def __init__(self, manifest: Manifest, s3: S3Config | None = None) -> None:
         self.manifest = manifest
         self.s3 = s3
-        if s3 is not None:
-            set_default_config(s3)
         self.format = get_format(manifest.format)
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
 
@@ -161,7 +164,7 @@ class Dataset:
         if r is not None:
             self._readers.move_to_end(shard)
             return r
-        r = self.format.open(self.manifest.shard(shard), self.manifest.options)
+        r = self.format.open(self.manifest.shard(shard, self.s3), self.manifest.options)
         self._readers[shard] = r
         while len(self._readers) > _OPEN_READERS:
             _, old = self._readers.popitem(last=False)
@@ -185,7 +188,7 @@ class Dataset:
     def prefetch(self, shards: np.ndarray) -> None:
         """Let the format fetch what a batch touching ``shards`` needs, all at once."""
         m = self.manifest
-        self.format.prefetch([m.shard(int(s)) for s in dict.fromkeys(shards.tolist())])
+        self.format.prefetch([m.shard(int(s), self.s3) for s in dict.fromkeys(shards.tolist())])
 
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..storage.s3 import S3Config
+
 __all__ = ["Manifest", "ShardInfo"]
 
 MANIFEST_VERSION = 1
@@ -24,7 +26,7 @@ MANIFEST_VERSION = 1
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard, as the formats layer sees it."""
+    """One shard, as the formats layer sees it (with the S3 settings to reach it, if any)."""
 
     index: int
     uri: str
@@ -33,6 +35,7 @@ class ShardInfo:
     stamp: str
     num_samples: int
     first_sample: int
+    s3: S3Config | None = None
 
 
 class Manifest:
@@ -82,7 +85,7 @@ class Manifest:
             return self.keys[shard]
         return root.rstrip("/") + "/" + self.keys[shard]
 
-    def shard(self, i: int) -> ShardInfo:
+    def shard(self, i: int, s3: S3Config | None = None) -> ShardInfo:
         return ShardInfo(
             index=i,
             uri=self.uri(i),
@@ -91,6 +94,7 @@ class Manifest:
             stamp=self.stamps[i],
             num_samples=int(self.counts[i]),
             first_sample=int(self.offsets[i]),
+            s3=s3,
         )
 
     def locate(self, index: int) -> tuple[int, int]:

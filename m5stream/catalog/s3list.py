@@ -14,7 +14,7 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import NotFound
-from ..storage.s3 import ObjectInfo, S3Client, client, parse_s3_uri
+from ..storage.s3 import ObjectInfo, S3Client, S3Config, client, parse_s3_uri
 from .resolve import expand_braces
 
 __all__ = ["list_prefix", "list_s3"]
@@ -39,9 +39,9 @@ def list_prefix(c: S3Client, bucket: str, prefix: str) -> list[ObjectInfo]:
     return found
 
 
-def list_s3(source: str) -> tuple[str, list[tuple[str, int, str]]]:
+def list_s3(source: str, s3: S3Config | None = None) -> tuple[str, list[tuple[str, int, str]]]:
     """``(root, [(uri, size, etag)])`` with every uri under ``root``."""
-    c = client()
+    c = client(s3)
     objects: list[tuple[str, int, str]] = []
     roots: list[str] = []
     singles: list[tuple[str, str]] = []

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ..catalog.manifest import ShardInfo
+from ..storage.s3 import S3Config
 
 __all__ = ["Format", "ShardReader", "Sample"]
 
@@ -46,7 +47,9 @@ class Format(ABC):
         return options
 
     @abstractmethod
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
         """Number of samples in the shard (may build and cache an index)."""
 
     @abstractmethod

@@ -17,6 +17,7 @@ from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData
 from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
+from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
 
 __all__ = ["JsonlFormat", "line_index"]
@@ -50,9 +51,11 @@ def _build_line_index(path: str) -> dict[str, np.ndarray]:
     return {"starts": starts, "ends": ends, "numbers": numbers}
 
 
-def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
+def load_line_index(
+    uri: str, size: int, stamp: str, s3: S3Config | None = None
+) -> tuple[np.ndarray, ...]:
     arrays = cached_index(
-        "jsonl", uri, size, stamp, lambda: _build_line_index(local_shard(uri, size, stamp))
+        "jsonl", uri, size, stamp, lambda: _build_line_index(local_shard(uri, size, stamp, s3))
     )
     return arrays["starts"], arrays["ends"], arrays["numbers"]
 
@@ -60,8 +63,10 @@ def load_line_index(uri: str, size: int, stamp: str) -> tuple[np.ndarray, ...]:
 class JsonlReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
-        self.starts, self.ends, self.numbers = load_line_index(shard.uri, shard.size, shard.stamp)
-        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp))
+        self.starts, self.ends, self.numbers = load_line_index(
+            shard.uri, shard.size, shard.stamp, shard.s3
+        )
+        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp, shard.s3))
         self.columns: list[str] | None = options.get("columns")
 
     def read(self, local: int) -> tuple[str, Sample]:
@@ -106,8 +111,10 @@ class JsonlFormat(Format):
             raise ConfigError("columns must be a list of field names")
         return options
 
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
-        return len(load_line_index(uri, size, stamp)[0])
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
+        return len(load_line_index(uri, size, stamp, s3)[0])
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return JsonlReader(shard, options)

@@ -16,17 +16,18 @@ import numpy as np
 from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
+from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
 
 __all__ = ["ParquetFormat"]
 
 
-def _open_file(uri: str, size: int, stamp: str) -> Any:
+def _open_file(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(local_shard(uri, size, stamp))
+        return pq.ParquetFile(local_shard(uri, size, stamp, s3))
     except FileNotFoundError:
         raise NotFound("no such file", uri=uri) from None
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
@@ -47,7 +48,7 @@ def _column_values(col: Any) -> Any:
 class ParquetReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
-        self.file = _open_file(shard.uri, shard.size, shard.stamp)
+        self.file = _open_file(shard.uri, shard.size, shard.stamp, shard.s3)
         md = self.file.metadata
         rows = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
         self.group_starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
@@ -91,8 +92,10 @@ class ParquetFormat(Format):
             raise ConfigError("columns must be a list of column names")
         return options
 
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
-        f = _open_file(uri, size, stamp)
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
+        f = _open_file(uri, size, stamp, s3)
         cols = options.get("columns")
         if cols:
             names = set(f.schema_arrow.names)

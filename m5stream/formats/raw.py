@@ -14,7 +14,7 @@ from typing import Any
 from ..catalog.manifest import ShardInfo
 from ..errors import M5Error
 from ..storage.blobs import is_s3, read_object
-from ..storage.s3 import client, parse_s3_uri
+from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
 __all__ = ["RawFormat", "field_name"]
@@ -39,7 +39,7 @@ class RawReader(ShardReader):
                 raise got
             if got is None:
                 stamp = self.shard.stamp if is_s3(self.shard.uri) else None
-                got = read_object(self.shard.uri, stamp)
+                got = read_object(self.shard.uri, stamp, self.shard.s3)
         except M5Error as exc:
             exc.add_context(key=self.shard.key)
             raise
@@ -49,7 +49,9 @@ class RawReader(ShardReader):
 class RawFormat(Format):
     name = "raw"
 
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
         return 1
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
@@ -63,5 +65,5 @@ class RawFormat(Format):
         if len(remote) < 2:
             return
         items = [(*parse_s3_uri(s.uri), s.stamp) for s in remote]
-        for s, got in zip(remote, client().get_many(items)):
+        for s, got in zip(remote, client(remote[0].s3).get_many(items)):
             _PREFETCHED[s.uri] = got

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..catalog.manifest import Manifest, ShardInfo
 from ..errors import ConfigError
+from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
 
 __all__ = ["SyntheticFormat", "synthetic_manifest"]
@@ -80,7 +81,9 @@ class SyntheticReader(ShardReader):
 class SyntheticFormat(Format):
     name = "synthetic"
 
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
         raise NotImplementedError("synthetic manifests are built by synthetic_manifest()")
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:

@@ -22,6 +22,7 @@ from ..catalog.manifest import ShardInfo
 from ..errors import CorruptData
 from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
+from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
 
 __all__ = ["TarFormat", "TarIndex", "group_members"]
@@ -104,9 +105,13 @@ def build_index(path: str, uri: str) -> TarIndex:
     return group_members(names, offsets, sizes)
 
 
-def load_index(uri: str, size: int, stamp: str) -> TarIndex:
+def load_index(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> TarIndex:
     arrays = cached_index(
-        "tar", uri, size, stamp, lambda: build_index(local_shard(uri, size, stamp), uri).arrays()
+        "tar",
+        uri,
+        size,
+        stamp,
+        lambda: build_index(local_shard(uri, size, stamp, s3), uri).arrays(),
     )
     return TarIndex(*(arrays[name] for name in TarIndex.FIELDS))
 
@@ -114,8 +119,8 @@ def load_index(uri: str, size: int, stamp: str) -> TarIndex:
 class TarReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
-        self.index = load_index(shard.uri, shard.size, shard.stamp)
-        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp))
+        self.index = load_index(shard.uri, shard.size, shard.stamp, shard.s3)
+        self.file = LocalFile(local_shard(shard.uri, shard.size, shard.stamp, shard.s3))
 
     def read(self, local: int) -> tuple[str, Sample]:
         ix = self.index
@@ -140,8 +145,10 @@ class TarFormat(Format):
     name = "tar"
     suffixes = (".tar",)
 
-    def count(self, uri: str, size: int, stamp: str, options: dict[str, Any]) -> int:
-        return len(load_index(uri, size, stamp))
+    def count(
+        self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
+    ) -> int:
+        return len(load_index(uri, size, stamp, s3))
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return TarReader(shard, options)

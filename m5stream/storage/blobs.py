@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .._cache import cache_dir, stamp_key
 from .local import LocalFile, stat_local
-from .s3 import client, parse_s3_uri
+from .s3 import S3Config, client, parse_s3_uri
 
 __all__ = ["is_s3", "local_shard", "read_object", "stat"]
 
@@ -25,20 +25,20 @@ def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
 
-def stat(uri: str) -> tuple[int, str]:
+def stat(uri: str, s3: S3Config | None = None) -> tuple[int, str]:
     """``(size, stamp)``: mtime for files, ETag for S3 objects."""
     if is_s3(uri):
         bucket, key = parse_s3_uri(uri)
-        info = client().head(bucket, key)
+        info = client(s3).head(bucket, key)
         return info.size, info.etag
     return stat_local(uri)
 
 
-def read_object(uri: str, stamp: str | None = None) -> bytes:
+def read_object(uri: str, stamp: str | None = None, s3: S3Config | None = None) -> bytes:
     """The whole object (raw samples)."""
     if is_s3(uri):
         bucket, key = parse_s3_uri(uri)
-        return client().get(bucket, key, etag=stamp)
+        return client(s3).get(bucket, key, etag=stamp)
     f = LocalFile(uri)
     try:
         return f.read_all()
@@ -66,7 +66,7 @@ def _evict(root: Path, limit: int, keep: Path) -> None:
             total -= size
 
 
-def local_shard(uri: str, size: int, stamp: str) -> str:
+def local_shard(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> str:
     """A local path holding the shard's bytes (the file itself, or the cached S3 copy)."""
     if not is_s3(uri):
         return uri
@@ -78,7 +78,7 @@ def local_shard(uri: str, size: int, stamp: str) -> str:
     bucket, key = parse_s3_uri(uri)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        client().download(bucket, key, tmp, etag=stamp)
+        client(s3).download(bucket, key, tmp, etag=stamp)
         got = os.path.getsize(tmp)
         if got != size:
             from ..errors import StateMismatch

@@ -36,7 +36,7 @@ from ..errors import (
     StateMismatch,
 )
 
-__all__ = ["ObjectInfo", "S3Client", "S3Config", "client", "parse_s3_uri", "set_default_config"]
+__all__ = ["ObjectInfo", "S3Client", "S3Config", "client", "parse_s3_uri"]
 
 MiB = 1 << 20
 
@@ -395,18 +395,11 @@ class S3Client:
 
 _CLIENTS: dict[S3Config, S3Client] = {}
 _LOCK = threading.Lock()
-_DEFAULT: list[S3Config | None] = [None]
-
-
-def set_default_config(config: S3Config | None) -> None:
-    """The configuration :func:`client` uses when given none (datasets carry theirs to
-    worker processes this way)."""
-    _DEFAULT[0] = config
 
 
 def client(config: S3Config | None = None) -> S3Client:
-    """This process's client for ``config`` (created on first use)."""
-    cfg = (config or _DEFAULT[0] or S3Config()).resolved()
+    """This process's client for ``config`` (default: from the environment), made once."""
+    cfg = (config or S3Config()).resolved()
     with _LOCK:
         c = _CLIENTS.get(cfg)
         if c is None:

@@ -85,7 +85,11 @@ class ShardPrefetcher:
             for s in dict.fromkeys(shards.tolist()):  # first-need order, no repeats
                 if s not in seen:
                     seen.add(s)
-                    pending.append(pool.submit(local_shard, m.uri(s), int(m.sizes[s]), m.stamps[s]))
+                    pending.append(
+                        pool.submit(
+                            local_shard, m.uri(s), int(m.sizes[s]), m.stamps[s], self.dataset.s3
+                        )
+                    )
             for f in [f for f in pending if f.done()]:
                 pending.remove(f)
                 self._account(f)

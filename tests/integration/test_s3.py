@@ -269,5 +269,4 @@ def test_faults_change_nothing(s3_endpoint: str) -> None:
             assert s3.client(cfg).get(BUCKET, shard, i, 50) == direct.get(BUCKET, shard, i, 50)
         assert proxy.stats["slowdown"] >= 3 and proxy.stats["reset"] >= 3
     finally:
-        s3.set_default_config(None)
         proxy.close()
