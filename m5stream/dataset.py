@@ -21,7 +21,7 @@ from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
 from .catalog.s3list import list_s3
 from .errors import ConfigError, M5Error, NotFound
-from .formats import Sample, ShardReader, detect_format, get_format
+from .formats import Format, Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
 from .storage.s3 import S3Config
@@ -187,6 +187,8 @@ class Dataset:
 
     def prefetch(self, shards: np.ndarray) -> None:
         """Let the format fetch what a batch touching ``shards`` needs, all at once."""
+        if type(self.format).prefetch is Format.prefetch:
+            return  # nothing to fetch ahead: keep the per-batch hot path free of it
         m = self.manifest
         self.format.prefetch([m.shard(int(s), self.s3) for s in dict.fromkeys(shards.tolist())])
 

@@ -13,25 +13,16 @@ import os
 from pathlib import Path
 
 from .._cache import cache_dir, stamp_key
-from .local import LocalFile, stat_local
+from .local import LocalFile
 from .s3 import S3Config, client, parse_s3_uri
 
-__all__ = ["is_s3", "local_shard", "read_object", "stat"]
+__all__ = ["is_s3", "local_shard", "read_object"]
 
 DEFAULT_CACHE_BYTES = 20 << 30
 
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
-
-
-def stat(uri: str, s3: S3Config | None = None) -> tuple[int, str]:
-    """``(size, stamp)``: mtime for files, ETag for S3 objects."""
-    if is_s3(uri):
-        bucket, key = parse_s3_uri(uri)
-        info = client(s3).head(bucket, key)
-        return info.size, info.etag
-    return stat_local(uri)
 
 
 def read_object(uri: str, stamp: str | None = None, s3: S3Config | None = None) -> bytes:
