@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 # Eager: light, and ``dataset`` must be bound to the function before anything imports the
 # ``m5stream.dataset`` submodule (which would otherwise shadow it).
 from .catalog import Manifest
+from .catalog.glue import GlueTable
 from .dataset import Dataset, dataset
 from .errors import (
     ConfigError,
@@ -22,6 +23,7 @@ from .errors import (
     PermissionDenied,
     SlotsExhausted,
     StateMismatch,
+    Unsupported,
     WorkerDied,
     WorkerError,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "ConfigError",
     "CorruptData",
     "Dataset",
+    "GlueTable",
     "Loader",
     "M5Error",
     "Manifest",
@@ -43,6 +46,7 @@ __all__ = [
     "S3Config",
     "SlotsExhausted",
     "StateMismatch",
+    "Unsupported",
     "WorkerDied",
     "WorkerError",
     "__version__",

@@ -12,15 +12,18 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .catalog.glue import GlueTable, glue_manifest, partition_value
 from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
 from .catalog.s3list import list_s3
-from .errors import ConfigError, M5Error, NotFound
+from .columns import arrow_text, concat, settle
+from .errors import ConfigError, CorruptData, M5Error, NotFound
 from .formats import Format, Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
@@ -34,10 +37,12 @@ _OPEN_READERS = 32
 
 
 def dataset(
-    source: str | Manifest,
+    source: str | Manifest | GlueTable,
     *,
     format: str | None = None,
     columns: list[str] | None = None,
+    where: str | None = None,
+    options: dict[str, Any] | None = None,
     manifest: str | os.PathLike[str] | None = None,
     s3: S3Config | None = None,
 ) -> Dataset:
@@ -45,7 +50,13 @@ def dataset(
 
     ``source`` is a directory, file, glob or brace pattern of local files, the same over
     ``s3://bucket/...`` (a prefix ending in ``/`` is listed), a
-    ``synthetic://N?shard_size=S`` URI, or an already built :class:`Manifest`.
+    ``synthetic://N?shard_size=S`` URI, a Glue Data Catalog table
+    (``glue://DATABASE/TABLE[?catalog_id=...&region=...]`` or :class:`GlueTable`), or an
+    already built :class:`Manifest`.
+
+    ``columns`` projects fields (Parquet reads only those column chunks). ``where`` filters the
+    partitions of a Glue table (a Glue partition expression, e.g. ``"dt >= '2024-01-01'"``,
+    evaluated by Glue). ``options`` are format options (e.g. CSV ``delimiter``/``header``).
 
     ``manifest=PATH`` lists once per job: the first process (rank 0, from ``$RANK``) resolves
     the source and writes the manifest there; the others, and later runs, read it instead of
@@ -58,22 +69,30 @@ def dataset(
         s3 = s3.resolved()
     if isinstance(source, Manifest):
         return Dataset(source, s3)
-    if not isinstance(source, str) or not source:
-        raise ConfigError("source must be a non-empty string or a Manifest")
+    if isinstance(source, str) and source.startswith("glue://"):
+        source = GlueTable.parse(source)
+    if isinstance(source, GlueTable):
+        if format is not None or options:
+            raise ConfigError("a Glue table's format and options come from the catalog")
+        table = source
+        resolve = lambda: glue_manifest(table, where=where, columns=columns, s3=s3)  # noqa: E731
+        uri = table.uri
+    elif isinstance(source, str) and source:
+        if where is not None:
+            raise ConfigError("where= filters the partitions of glue:// tables only", uri=source)
+        path = source
+        resolve = lambda: _resolve(path, format, columns, s3, options)  # noqa: E731
+        uri = source
+    else:
+        raise ConfigError("source must be a non-empty string, a GlueTable or a Manifest")
     if manifest is not None:
-        return Dataset(_shared_manifest(source, Path(manifest), format, columns, s3), s3)
-    return Dataset(_resolve(source, format, columns, s3), s3)
+        return Dataset(_shared_manifest(uri, Path(manifest), resolve), s3)
+    return Dataset(resolve(), s3)
 
 
-def _shared_manifest(
-    source: str,
-    path: Path,
-    format: str | None,
-    columns: list[str] | None,
-    s3: S3Config | None,
-) -> Manifest:
+def _shared_manifest(source: str, path: Path, resolve: Callable[[], Manifest]) -> Manifest:
     if not path.exists() and int(os.environ.get("RANK", "0") or 0) == 0:
-        m = _resolve(source, format, columns, s3)
+        m = resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(m.to_json())
@@ -93,15 +112,15 @@ def _shared_manifest(
 
 
 def _resolve(
-    source: str, format: str | None, columns: list[str] | None, s3: S3Config | None = None
+    source: str,
+    format: str | None,
+    columns: list[str] | None,
+    s3: S3Config | None = None,
+    format_options: dict[str, Any] | None = None,
 ) -> Manifest:
     if source.startswith("synthetic://"):
         return synthetic_manifest(source)
     scheme = source.split("://", 1)[0] if "://" in source else ""
-    if scheme == "glue":
-        raise ConfigError(
-            "glue:// sources need the Glue layer, which this build does not include yet", uri=source
-        )
     objects: list[tuple[str, int, str]]
     if scheme == "s3":
         root, objects = list_s3(source, s3)
@@ -113,23 +132,32 @@ def _resolve(
         raise ConfigError(f"unsupported URI scheme {scheme!r}", uri=source)
     fmt_name = format or detect_format([o[0] for o in objects])
     fmt = get_format(fmt_name)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(format_options or {})
     if columns is not None:
         options["columns"] = list(columns)
     options = fmt.validate_options(options)
-    keys, sizes, stamps, counts = [], [], [], []
-    for uri, size, stamp in objects:
-        keys.append(_relative(uri, root))
-        sizes.append(size)
-        stamps.append(stamp)
-        counts.append(fmt.count(uri, size, stamp, options, s3))
+    return build_manifest(source, fmt_name, root, objects, options, s3)
+
+
+def build_manifest(
+    source: str,
+    fmt_name: str,
+    root: str,
+    objects: list[tuple[str, int, str]],
+    options: dict[str, Any],
+    s3: S3Config | None = None,
+) -> Manifest:
+    """The manifest of ``objects`` (``(uri, size, stamp)``, all under ``root``) in one format;
+    every shard's samples are counted (footers/indexes fetched concurrently where possible)."""
+    fmt = get_format(fmt_name)
+    counts = fmt.count_many(objects, options, s3)
     return Manifest(
         source=source,
         format=fmt_name,
         root=root,
-        keys=keys,
-        sizes=sizes,
-        stamps=stamps,
+        keys=[_relative(o[0], root) for o in objects],
+        sizes=[o[1] for o in objects],
+        stamps=[o[2] for o in objects],
         counts=counts,
         options=options,
     )
@@ -143,6 +171,13 @@ def _relative(uri: str, root: str) -> str:
     return os.path.relpath(uri, root)
 
 
+def _constant(value: Any, n: int) -> Any:
+    """``n`` copies of a partition value as the row path would batch them."""
+    if isinstance(value, (bool, int, float)):
+        return np.full(n, value, dtype=np.asarray(value).dtype)
+    return [value] * n
+
+
 class Dataset:
     """Random access to the samples of a manifest (see module docstring)."""
 
@@ -151,6 +186,47 @@ class Dataset:
         self.s3 = s3
         self.format = get_format(manifest.format)
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
+        opts = manifest.options
+        keys = opts.get("partition_keys") or []
+        wanted = opts.get("partition_columns")
+        # (name, type, position in the shard's values) of the partition keys samples carry
+        self._pkeys = [
+            (k["name"], k["type"], i)
+            for i, k in enumerate(keys)
+            if wanted is None or k["name"] in wanted
+        ]
+        self._pvalues: dict[int, dict[str, Any]] = {}
+        self._units: dict[int, Any] = {}
+
+    def locality(self, index: int) -> tuple[int, int] | None:
+        """``(shard, decode unit)`` of sample ``index`` where reading it decodes a whole unit
+        (a Parquet row group); ``None`` for formats without such units."""
+        if type(self.format).unit_starts is Format.unit_starts:
+            return None
+        shard, local = self.manifest.locate(int(index))
+        starts = self._units.get(shard, False)
+        if starts is False:
+            starts = self._units[shard] = self.format.unit_starts(
+                self.manifest.shard(shard, self.s3), self.manifest.options
+            )
+        if starts is None:
+            return None
+        return shard, int(np.searchsorted(starts, local, side="right")) - 1
+
+    def unit_rows(self) -> int | None:
+        """Rows in the first decode unit of the first shard (``None``: no units)."""
+        if not self.manifest.num_shards or self.locality(0) is None:
+            return None
+        starts = self._units[0]
+        return int(starts[1]) if len(starts) > 1 else int(self.manifest.counts[0])
+
+    def partition_fields(self, shard: int) -> dict[str, Any]:
+        """The partition key fields of shard ``shard``'s samples (Glue tables; else empty)."""
+        got = self._pvalues.get(shard)
+        if got is None:
+            raw = self.manifest.options["partition_values"][shard]
+            got = self._pvalues[shard] = {n: partition_value(raw[i], t) for n, t, i in self._pkeys}
+        return got
 
     @property
     def fingerprint(self) -> str:
@@ -199,9 +275,54 @@ class Dataset:
         except M5Error as exc:
             exc.add_context(uri=self.manifest.uri(shard), index=int(index))
             raise
+        if self._pkeys:
+            fields.update(self.partition_fields(shard))
         fields["__key__"] = key
         fields["__index__"] = int(index)
         return fields
+
+    def read_columns(
+        self, indices: np.ndarray, shards: np.ndarray, locals_: np.ndarray
+    ) -> dict[str, Any] | None:
+        """The batch of ``indices`` (located by :meth:`locate_many`) as columns, read a run of
+        same-shard samples at a time: the batch :func:`~m5stream.workers.assemble.assemble_numpy`
+        would make from ``read_at`` of each, without a dict per sample. ``None`` when the
+        format is not columnar."""
+        n = len(indices)
+        if n == 0:
+            return None
+        sh = np.asarray(shards)
+        cuts = (np.flatnonzero(np.diff(sh)) + 1).tolist()
+        starts, ends = [0, *cuts], [*cuts, n]
+        keys: list[Any] = []
+        parts: list[dict[str, Any]] = []
+        loc = np.asarray(locals_).tolist()
+        for a, b in zip(starts, ends):
+            shard = int(sh[a])
+            try:
+                got = self._reader(shard).read_columns(loc[a:b])
+            except M5Error as exc:
+                exc.add_context(uri=self.manifest.uri(shard))
+                raise
+            if got is None:
+                return None
+            k, cols = got
+            if self._pkeys:
+                cols = dict(cols)
+                for name, value in self.partition_fields(shard).items():
+                    cols[name] = _constant(value, b - a)
+            keys.append(k)
+            parts.append(cols)
+        names = list(parts[0])
+        if any(list(p) != names for p in parts):
+            raise CorruptData(
+                f"shards of one batch have different fields: {[list(p) for p in parts]}"
+            )
+        batch = {k: settle(concat([p[k] for p in parts])) for k in names}
+        batch["__index__"] = np.asarray(indices, dtype=np.int64)
+        key_col = concat(keys)
+        batch["__key__"] = key_col if arrow_text(key_col) else list(key_col)
+        return batch
 
     __getitem__ = get
 

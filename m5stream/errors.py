@@ -18,6 +18,7 @@ __all__ = [
     "CorruptData",
     "ConfigError",
     "StateMismatch",
+    "Unsupported",
     "WorkerError",
     "WorkerDied",
     "SlotsExhausted",
@@ -82,6 +83,10 @@ class CorruptData(M5Error, ValueError):
 
 class ConfigError(M5Error, ValueError):
     """Arguments that cannot work together (unknown format, bad batch size, ...)."""
+
+
+class Unsupported(M5Error, NotImplementedError):
+    """A source m5stream recognises but cannot read yet (e.g. an Iceberg table)."""
 
 
 class StateMismatch(M5Error, ValueError):

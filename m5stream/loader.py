@@ -25,11 +25,13 @@ import os
 import sys
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from .columns import finish as finish_columns
 from .dataset import Dataset, dataset
 from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
 from .sampling import Order, batch_indices, rank_bounds, steps_per_epoch
@@ -41,12 +43,14 @@ from .workers.pool import WorkerPool
 from .workers.prefetch import ShardPrefetcher
 from .workers.protocol import Cmd, Reply
 from .workers.slots import RingManager
-from .workers.task import BatchTransform, load_samples
+from .workers.task import BatchTransform, compact_indices, load_samples
 
 __all__ = ["Loader"]
 
 log = logging.getLogger("m5stream")
 _MAX_SKIP_RECORDS = 1000
+#: bound on the look-ahead chosen for formats with decode units (slots are 1 MiB by default)
+_MAX_UNIT_PREFETCH = 64
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -136,7 +140,16 @@ class Loader:
         self.drop_last = bool(drop_last)
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.on_error = on_error
-        self.prefetch = max(1, prefetch if prefetch is not None else 2 * max(1, num_workers))
+        if prefetch is None:
+            prefetch = 2 * max(1, num_workers)
+            # Batches of one decode unit (Parquet row group) go to one worker (see
+            # _iter_workers); to keep every worker busy, look ahead far enough to reach the
+            # next units: a unit's worth of steps per worker, within a bound on slots.
+            unit = ds.unit_rows() if num_workers > 1 else None
+            if unit is not None:
+                steps = -(-unit // (batch_size * _resolve_rank(rank, world_size)[1]))
+                prefetch = min(_MAX_UNIT_PREFETCH, max(prefetch, num_workers * steps + 1))
+        self.prefetch = max(1, prefetch)
         self.copy = bool(copy)
         self.slot_bytes = slot_bytes
         self.timeout = timeout
@@ -212,6 +225,7 @@ class Loader:
             "global_batch_size": self.global_batch_size,
             "drop_last": self.drop_last,
             "steps_per_epoch": self.steps_per_epoch,
+            "snapshot": m.snapshot(),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -227,11 +241,31 @@ class Loader:
             "skipped_count": self._skipped_count,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_state(state, self._expected())
+    def load_state_dict(self, state: dict[str, Any], *, on_change: str = "error") -> None:
+        """Continue after the position ``state`` records.
+
+        The dataset must be the one the state was saved on (same fingerprint), else
+        :class:`StateMismatch` says what changed. ``on_change="new_epoch"`` accepts changed
+        data on purpose (e.g. a Glue table that gained partitions, re-resolved): the order on
+        the new data starts at step 0 of the epoch after the saved one (or of the saved epoch
+        when no batch of it had been delivered).
+        """
+        if on_change not in ("error", "new_epoch"):
+            raise ConfigError(f'on_change must be "error" or "new_epoch", not {on_change!r}')
+        changed = check_state(state, self._expected(), allow_changed_data=on_change == "new_epoch")
         self._gen += 1  # abandon any iteration in progress
         self._epoch = int(state["epoch"])
         self._step = int(state["step"])
+        if changed:
+            if self._step > 0:
+                self._epoch += 1
+            self._step = 0
+            log.warning(
+                "resuming on changed data (%s -> %s): starting epoch %d at step 0",
+                state["fingerprint"][:12],
+                self.dataset.fingerprint[:12],
+                self._epoch,
+            )
         self._hold = False
         self._skipped = [list(r) for r in state.get("skipped", [])]
         self._skipped_count = int(state.get("skipped_count", len(self._skipped)))
@@ -267,9 +301,16 @@ class Loader:
         )
 
     def _record(
-        self, epoch: int, skipped: list[list[Any]], seconds: dict[str, float], n: int
+        self,
+        epoch: int,
+        skipped: list[list[Any]],
+        seconds: dict[str, float],
+        n: int,
+        io: dict[str, int] | None = None,
     ) -> None:
         self._stats.add_seconds(seconds)
+        if io:
+            self._stats.add_io(io)
         self._stats.batches += 1
         self._stats.samples += n
         for idx, key, err in skipped:
@@ -301,18 +342,23 @@ class Loader:
                 seed=self.seed,
                 epoch=epoch,
                 on_error=self.on_error,
+                columnar=self.batch_transform is None,
             )
             if res.error is not None:
                 raise res.error.to_exception(None)
             t0 = time.perf_counter()
-            if not res.samples:
+            n = len(res.samples)
+            if res.columns is not None:
+                batch = finish_columns(res.columns)
+                n = len(batch["__key__"])
+            elif not res.samples:
                 batch = None
             elif self.batch_transform is not None:
                 batch = self.batch_transform(res.samples)
             else:
                 batch = assemble_numpy(res.samples)
             res.seconds["assemble"] = time.perf_counter() - t0
-            self._record(epoch, res.skipped, res.seconds, len(res.samples))
+            self._record(epoch, res.skipped, res.seconds, n, res.io)
             self._step = step + 1
             if batch is not None:
                 yield self._finish(batch)
@@ -340,12 +386,29 @@ class Loader:
         """PIDs of the running worker processes (empty before the first batch)."""
         return self._res.pool.pids if self._res.pool is not None else []
 
+    def _pick_worker(
+        self, pool: WorkerPool, affinity: OrderedDict[tuple[int, int], int], idx: np.ndarray
+    ) -> int:
+        """The least loaded worker, except that batches starting in the same decode unit (a
+        Parquet row group) as an earlier one go to that one's worker: the unit is then fetched
+        and decoded once, not once per worker."""
+        unit = self.dataset.locality(int(idx[0])) if self.num_workers > 1 else None
+        if unit is None:
+            return pool.least_loaded()
+        w = affinity.get(unit)
+        if w is None:
+            w = affinity[unit] = pool.least_loaded()
+            if len(affinity) > 64:
+                affinity.popitem(last=False)
+        return w
+
     def _iter_workers(self, gen: int) -> Iterator[dict[str, Any]]:
         pool, rings = self._ensure_pool()
         epoch = self._epoch
         n_steps = self.steps_per_epoch
         dispatch = self._step
         ready: dict[int, tuple[int, Any] | None] = {}
+        affinity: OrderedDict[tuple[int, int], int] = OrderedDict()
         prefetcher = None
         if ShardPrefetcher.wanted(self.dataset):
             prefetcher = ShardPrefetcher(
@@ -365,11 +428,15 @@ class Loader:
                         ready[dispatch] = None
                         dispatch += 1
                         continue
+                    w = self._pick_worker(pool, affinity, idx)
+                    sent = compact_indices(idx)
+                    nbytes = 256 + (sent.nbytes if isinstance(sent, np.ndarray) else 0)
+                    if not pool.can_take(w, nbytes):
+                        break  # its pipe is full enough: wait for its replies first
                     got = rings.acquire()
                     if got is None:
                         break
-                    w = pool.least_loaded()
-                    pool.submit(w, (Cmd.TASK, gen, dispatch, got[0], got[1], epoch, idx))
+                    pool.submit(w, (Cmd.TASK, gen, dispatch, got[0], got[1], epoch, sent), nbytes)
                     dispatch += 1
                 step = self._step
                 if step not in ready:
@@ -404,6 +471,7 @@ class Loader:
             if prefetcher is not None:
                 prefetcher.stop()
                 self._stats.prefetched_shards += prefetcher.fetched
+                self._stats.add_io(prefetcher.io)
             # batches that arrived but were never delivered (the caller stopped early, or an
             # error was raised): give their slots back
             for item in ready.values():
@@ -418,7 +486,7 @@ class Loader:
             rings.release(msg[3], msg[4])
             raise msg[5].to_exception(wid)
         _, _gen, _step, ring_id, slot, layout, meta = msg
-        in_slot = any(e[0] in ("array", "bytes") for e in layout)
+        in_slot = any(e[0] in ("array", "bytes", "text") for e in layout)
         if any(e[0] == "inline" for e in layout):
             self._stats.inline_batches += 1
         if meta["needed"] > rings.slot_bytes:
@@ -431,7 +499,7 @@ class Loader:
             rings.release(ring_id, slot)
         n = len(batch["__key__"])
         self._stats.seconds["deliver"] += time.perf_counter() - t0
-        self._record(epoch, meta["skipped"], meta["seconds"], n)
+        self._record(epoch, meta["skipped"], meta["seconds"], n, meta.get("io"))
         return self._finish(batch) if n else None
 
     # ----------------------------------------------------------------- lifetime

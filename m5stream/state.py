@@ -18,8 +18,39 @@ STATE_VERSION = 1
 ORDER_FIELDS = ("seed", "shuffle", "block_size", "global_batch_size", "drop_last")
 
 
-def check_state(state: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Raise :class:`StateMismatch` saying what differs between ``state`` and ``expected``."""
+def _changes(state: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """What differs between the saved snapshot and the current one, in words."""
+    old = dict(state.get("snapshot") or {})
+    new = dict(expected.get("snapshot") or {})
+    for k in ("num_samples", "num_shards"):  # states written before snapshots existed
+        old.setdefault(k, state.get(k))
+        new.setdefault(k, expected.get(k))
+    names = {
+        "source": "source",
+        "table_version": "Glue table version",
+        "where": "partition filter",
+        "num_shards": "files",
+        "num_samples": "samples",
+        "total_bytes": "bytes",
+    }
+    out = [
+        f"{label} {old[k]!r} -> {new[k]!r}"
+        for k, label in names.items()
+        if k in old and k in new and old[k] != new[k]
+    ]
+    if not out:
+        out.append("same counts, but a file's size, ETag or modification time differs")
+    out.append(f"fingerprint {state['fingerprint'][:12]} -> {expected['fingerprint'][:12]}")
+    return out
+
+
+def check_state(
+    state: dict[str, Any], expected: dict[str, Any], *, allow_changed_data: bool = False
+) -> bool:
+    """Raise :class:`StateMismatch` saying what differs between ``state`` and ``expected``.
+
+    With ``allow_changed_data`` a different dataset fingerprint is accepted (the order fields
+    must still match); the return value says whether the data changed."""
     if not isinstance(state, dict):
         raise StateMismatch(f"loader state must be a dict, not {type(state).__name__}")
     version = state.get("version")
@@ -30,13 +61,14 @@ def check_state(state: dict[str, Any], expected: dict[str, Any]) -> None:
     missing = [k for k in ("fingerprint", "epoch", "step", *ORDER_FIELDS) if k not in state]
     if missing:
         raise StateMismatch(f"loader state lacks field(s) {missing}")
-    if state["fingerprint"] != expected["fingerprint"]:
+    changed = state["fingerprint"] != expected["fingerprint"]
+    if changed and not allow_changed_data:
         raise StateMismatch(
-            "the dataset changed since this state was saved: fingerprint "
-            f"{state['fingerprint'][:16]}... (num_samples={state.get('num_samples')}, "
-            f"num_shards={state.get('num_shards')}) vs now {expected['fingerprint'][:16]}... "
-            f"(num_samples={expected['num_samples']}, num_shards={expected['num_shards']}); "
-            "resuming would silently change the sample order"
+            "the dataset changed since this state was saved ("
+            + "; ".join(_changes(state, expected))
+            + "): resuming would silently change the sample order. To continue on the new "
+            "data, build the dataset again and pass load_state_dict(state, "
+            'on_change="new_epoch"): training resumes at the start of the next epoch'
         )
     diffs = [
         f"{k}: saved {state[k]!r}, loader {expected[k]!r}"
@@ -47,7 +79,10 @@ def check_state(state: dict[str, Any], expected: dict[str, Any]) -> None:
         raise StateMismatch(
             "loader configuration does not match the saved state (" + "; ".join(diffs) + ")"
         )
-    if not (isinstance(state["step"], int) and 0 <= state["step"] <= expected["steps_per_epoch"]):
+    if not isinstance(state["step"], int) or state["step"] < 0:
+        raise StateMismatch(f"saved step {state['step']!r} is not a step number")
+    if not changed and state["step"] > expected["steps_per_epoch"]:
         raise StateMismatch(
             f"saved step {state['step']!r} is outside [0, {expected['steps_per_epoch']}]"
         )
+    return changed

@@ -13,7 +13,8 @@ class Stats:
     Stages: ``read`` (bytes from storage and format decoding, summed over workers),
     ``transform`` (summed over workers), ``assemble`` (writing batches into slots),
     ``wait`` (trainer blocked waiting for the next batch), ``deliver`` (trainer turning a slot
-    into the returned batch).
+    into the returned batch). ``s3``: requests per S3 operation (``GetObject``, ...) and body
+    ``bytes`` that reading batches made, in the workers and the shard prefetcher together.
     """
 
     STAGES = ("read", "transform", "assemble", "wait", "deliver")
@@ -27,6 +28,11 @@ class Stats:
         self.ring_grows = 0
         self.worker_restarts = 0
         self.prefetched_shards = 0
+        self.s3: dict[str, int] = {}
+
+    def add_io(self, io: dict[str, int]) -> None:
+        for k, v in io.items():
+            self.s3[k] = self.s3.get(k, 0) + v
 
     def add_seconds(self, seconds: dict[str, float]) -> None:
         for k, v in seconds.items():
@@ -42,4 +48,5 @@ class Stats:
             "worker_restarts": self.worker_restarts,
             "prefetched_shards": self.prefetched_shards,
             "seconds": dict(self.seconds),
+            "s3": dict(self.s3),
         }

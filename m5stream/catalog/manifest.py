@@ -117,6 +117,22 @@ class Manifest:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a saved loader state records about the data, so that a mismatch on resume can
+        say what changed: the source, the Glue table version and filter where there is one,
+        and the size of the data."""
+        snap: dict[str, Any] = {
+            "source": self.source,
+            "num_shards": self.num_shards,
+            "num_samples": self.num_samples,
+            "total_bytes": int(self.sizes.sum()),
+        }
+        glue = self.options.get("glue")
+        if glue:
+            snap["table_version"] = glue.get("version_id")
+            snap["where"] = glue.get("where")
+        return snap
+
     def to_json(self) -> str:
         return json.dumps(
             {

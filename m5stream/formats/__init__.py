@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Format, Sample, ShardReader
+from .csv import CsvFormat
 from .jsonl import JsonlFormat
 from .parquet import ParquetFormat
 from .raw import RawFormat
@@ -13,7 +14,15 @@ from .tar import TarFormat
 __all__ = ["FORMATS", "Format", "Sample", "ShardReader", "detect_format", "get_format"]
 
 FORMATS: dict[str, Format] = {
-    f.name: f for f in (RawFormat(), TarFormat(), ParquetFormat(), JsonlFormat(), SyntheticFormat())
+    f.name: f
+    for f in (
+        RawFormat(),
+        TarFormat(),
+        ParquetFormat(),
+        JsonlFormat(),
+        CsvFormat(),
+        SyntheticFormat(),
+    )
 }
 
 

@@ -31,6 +31,13 @@ class ShardReader(ABC):
     def read(self, local: int) -> tuple[str, Sample]:
         """``(key, fields)`` of sample ``local`` (0-based within the shard)."""
 
+    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]] | None:
+        """Columnar formats: ``(keys, {field: column})`` of several samples at once, each
+        column (and the keys) a 1-d numpy array, a list or a pyarrow array holding exactly
+        the values :meth:`read` gives row by row (see ``m5stream.columns``); ``None``: not
+        supported, the caller reads row by row."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files or caches."""
 
@@ -41,6 +48,8 @@ class Format(ABC):
     name: str = ""
     #: file suffixes that select this format when ``format=`` is not given
     suffixes: tuple[str, ...] = ()
+    #: modules its readers import (preloaded into the forkserver that starts the workers)
+    modules: tuple[str, ...] = ()
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Normalise and check format options (e.g. ``columns``); stored in the manifest."""
@@ -52,9 +61,24 @@ class Format(ABC):
     ) -> int:
         """Number of samples in the shard (may build and cache an index)."""
 
+    def count_many(
+        self,
+        objects: list[tuple[str, int, str]],
+        options: dict[str, Any],
+        s3: S3Config | None = None,
+    ) -> list[int]:
+        """:meth:`count` for many ``(uri, size, stamp)`` (formats may fetch concurrently)."""
+        return [self.count(uri, size, stamp, options, s3) for uri, size, stamp in objects]
+
     @abstractmethod
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         """A reader for ``shard``."""
+
+    def unit_starts(self, shard: ShardInfo, options: dict[str, Any]) -> Any:
+        """First rows of the shard's decode units (Parquet row groups), for formats where
+        reading one sample decodes a whole unit; ``None`` for the others. The loader sends the
+        batches of one unit to one worker so that a unit is fetched and decoded once."""
+        return None
 
     def prefetch(self, shards: list[ShardInfo]) -> None:  # noqa: B027 - optional hook
         """Start fetching what reading these shards will need (called once per batch)."""

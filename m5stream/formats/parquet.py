@@ -5,36 +5,185 @@
 with the block shuffle and the natural order. Primitive non-null columns are kept as numpy
 arrays (samples get numpy scalars); others as Python lists (``bytes``, ``str``, lists, ``None``).
 The sample key is ``<shard key>#<row>``.
+
+Over S3 nothing is downloaded whole: the footer is one ranged GET of the file's tail (two when
+the metadata is larger than the guess), cached on disk with the shard indexes so that workers
+do not fetch it again; a row group is read by fetching the byte ranges of the *projected*
+column chunks only, all in flight at once (neighbouring chunks closer than ``_MERGE_GAP`` are
+merged into one request), and pyarrow decodes them from memory.
 """
 
 from __future__ import annotations
 
+import bisect
+import io
 from typing import Any
 
 import numpy as np
 
+from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
-from ..errors import ConfigError, CorruptData, NotFound
-from ..storage.blobs import local_shard
-from ..storage.s3 import S3Config
+from ..columns import concat
+from ..errors import ConfigError, CorruptData, M5Error, NotFound
+from ..storage.blobs import is_s3
+from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
-__all__ = ["ParquetFormat"]
+__all__ = ["ParquetFormat", "footer_metadata"]
+
+_FOOTER_GUESS = 64 << 10
+_MERGE_GAP = 64 << 10
+_MAGIC = b"PAR1"
 
 
-def _open_file(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> Any:
+def _arrow_errors() -> tuple[type[BaseException], ...]:
     import pyarrow as pa
+
+    return (pa.ArrowInvalid, pa.ArrowIOError, OSError)
+
+
+def _open_local(uri: str) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(local_shard(uri, size, stamp, s3))
+        return pq.ParquetFile(uri)
     except FileNotFoundError:
         raise NotFound("no such file", uri=uri) from None
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except _arrow_errors() as exc:
         raise CorruptData(f"corrupt Parquet file: {exc}", uri=uri) from None
 
 
+def _footer_length(tail: bytes, size: int, uri: str) -> int:
+    """Bytes of metadata + length + magic at the end of the file, checked."""
+    if size < 12 or tail[-4:] != _MAGIC:
+        raise CorruptData("not a Parquet file (no PAR1 magic at its end)", uri=uri)
+    need = int.from_bytes(tail[-8:-4], "little") + 8
+    if need > size - 4:
+        raise CorruptData(f"corrupt Parquet footer (metadata length {need - 8})", uri=uri)
+    return need
+
+
+def _tail_range(size: int) -> tuple[int, int]:
+    n = min(size, _FOOTER_GUESS)
+    return size - n, n
+
+
+def _footer_from_tail(tail: bytes, uri: str, size: int, stamp: str, s3: S3Config | None) -> bytes:
+    need = _footer_length(tail, size, uri)
+    if need > len(tail):  # metadata larger than the guess: one more GET for exactly it
+        bucket, key = parse_s3_uri(uri)
+        tail = client(s3).get(bucket, key, size - need, need, etag=stamp)
+    return tail[-need:]
+
+
+def _metadata(footer: bytes, uri: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:  # magic + metadata + length + magic is a valid (row-less) file to the footer parser
+        return pq.read_metadata(pa.BufferReader(_MAGIC + footer))
+    except _arrow_errors() as exc:
+        raise CorruptData(f"corrupt Parquet footer: {exc}", uri=uri) from None
+
+
+def _cached_footer(
+    uri: str, size: int, stamp: str, s3: S3Config | None, tail: bytes | None = None
+) -> bytes:
+    def build() -> dict[str, np.ndarray]:
+        got = tail
+        if got is None:
+            bucket, key = parse_s3_uri(uri)
+            start, n = _tail_range(size)
+            got = client(s3).get(bucket, key, start, n, etag=stamp)
+        footer = _footer_from_tail(got, uri, size, stamp, s3)
+        return {"footer": np.frombuffer(footer, dtype=np.uint8)}
+
+    return cached_index("parquet-footer", uri, size, stamp, build)["footer"].tobytes()
+
+
+def footer_metadata(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> Any:
+    """The file's ``pyarrow.parquet.FileMetaData`` (S3: from the cached footer)."""
+    if not is_s3(uri):
+        return _open_local(uri).metadata
+    return _metadata(_cached_footer(uri, size, stamp, s3), uri)
+
+
+class _SparseFile(io.RawIOBase):
+    """A read-only file of ``size`` bytes of which only some ranges are held; a read outside
+    them is one ranged GET (correct, just slower; counted like any other)."""
+
+    def __init__(self, size: int, fetch: Any) -> None:
+        super().__init__()
+        self._size = size
+        self._fetch = fetch
+        self._pos = 0
+        self._starts: list[int] = []
+        self._parts: list[bytes] = []
+
+    def add(self, start: int, data: bytes) -> None:
+        i = bisect.bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._parts.insert(i, data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        a = self._pos
+        b = self._size if n is None or n < 0 else min(self._size, a + n)
+        if b <= a:
+            return b""
+        self._pos = b
+        i = bisect.bisect_right(self._starts, a) - 1
+        if i >= 0 and self._starts[i] + len(self._parts[i]) >= b:
+            s = self._starts[i]
+            return self._parts[i][a - s : b - s]
+        data = self._fetch(a, b - a)
+        self.add(a, data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _chunk_ranges(rg: Any, columns: list[str] | None) -> list[tuple[int, int]]:
+    """Merged ``(offset, length)`` byte ranges of the row group's chunks for ``columns``."""
+    want = None if columns is None else set(columns)
+    spans = []
+    for i in range(rg.num_columns):
+        cc = rg.column(i)
+        if want is not None and cc.path_in_schema.split(".")[0] not in want:
+            continue
+        start = cc.data_page_offset
+        if cc.has_dictionary_page and cc.dictionary_page_offset:
+            start = min(start, cc.dictionary_page_offset)
+        spans.append((start, start + cc.total_compressed_size))
+    spans.sort()
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a - merged[-1][1] <= _MERGE_GAP:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b - a) for a, b in merged]
+
+
 def _column_values(col: Any) -> Any:
+    """Primitive non-null columns as numpy; others stay Arrow arrays (made into Python values
+    per batch or per row, never a whole row group at a time)."""
     import pyarrow as pa
 
     t = col.type
@@ -42,47 +191,143 @@ def _column_values(col: Any) -> Any:
         pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
     ):
         return col.to_numpy()
-    return col.to_pylist()
+    return col
 
 
 class ParquetReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
-        self.file = _open_file(shard.uri, shard.size, shard.stamp, shard.s3)
-        md = self.file.metadata
+        self.remote = is_s3(shard.uri)
+        if self.remote:
+            self.file: Any = None
+            md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)
+        else:
+            self.file = _open_local(shard.uri)
+            md = self.file.metadata
+        self.metadata = md
         rows = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
         self.group_starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
         self.columns: list[str] | None = options.get("columns")
         self._group = -1
         self._data: dict[str, Any] = {}
+        self._lists: dict[str, list[Any]] = {}
+
+    def _remote_group(self, g: int) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        s = self.shard
+        bucket, key = parse_s3_uri(s.uri)
+        c = client(s.s3)
+        ranges = _chunk_ranges(self.metadata.row_group(g), self.columns)
+        sparse = _SparseFile(s.size, lambda off, n: c.get(bucket, key, off, n, etag=s.stamp))
+        for (off, _), got in zip(
+            ranges, c.get_many([(bucket, key, s.stamp, off, n) for off, n in ranges])
+        ):
+            if isinstance(got, M5Error):
+                got.add_context(key=f"{s.key} row group {g}")
+                raise got
+            sparse.add(off, got)
+        f = pq.ParquetFile(pa.PythonFile(sparse, mode="r"), metadata=self.metadata)
+        return f.read_row_group(g, columns=self.columns)
 
     def _load_group(self, g: int) -> None:
-        import pyarrow as pa
-
         try:
-            table = self.file.read_row_group(g, columns=self.columns)
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+            if self.remote:
+                table = self._remote_group(g)
+            else:
+                table = self.file.read_row_group(g, columns=self.columns)
+        except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
         self._data = {
             name: _column_values(table.column(name).combine_chunks()) for name in table.column_names
         }
+        self._lists = {}
+        self._keys: Any = None
         self._group = g
+
+    def _group_keys(self) -> Any:
+        """The current group's sample keys as an Arrow string array (made once per group:
+        a Python string per key costs ~5x more than Arrow making the list from these)."""
+        if self._keys is None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            g = self._group
+            rows = np.arange(self.group_starts[g], self.group_starts[g + 1], dtype=np.int64)
+            self._keys = pc.binary_join_element_wise(
+                pa.scalar(self.shard.key + "#"), pa.array(rows).cast(pa.string()), ""
+            )
+        return self._keys
+
+    def _values(self, name: str) -> Any:
+        """Column ``name`` of the current group, indexable by row (numpy or a Python list)."""
+        v = self._data[name]
+        if isinstance(v, np.ndarray):
+            return v
+        got = self._lists.get(name)
+        if got is None:
+            got = self._lists[name] = v.to_pylist()
+        return got
 
     def read(self, local: int) -> tuple[str, Sample]:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
         if g != self._group:
             self._load_group(g)
         row = local - int(self.group_starts[g])
-        return f"{self.shard.key}#{local}", {k: v[row] for k, v in self._data.items()}
+        return f"{self.shard.key}#{local}", {k: self._values(k)[row] for k in self._data}
+
+    def read_columns(self, locals_: list[int]) -> tuple[list[str], dict[str, Any]]:
+        rows = np.asarray(locals_, dtype=np.int64)
+        groups = np.searchsorted(self.group_starts, rows, side="right") - 1
+        # runs of consecutive rows in one row group (one run per group in the natural order)
+        cuts = np.flatnonzero(np.diff(groups)) + 1
+        parts: list[dict[str, Any]] = []
+        keys: list[Any] = []
+        for run_rows, g in zip(np.split(rows, cuts), groups[np.r_[0, cuts]].tolist()):
+            if g != self._group:
+                self._load_group(g)
+            r = run_rows - int(self.group_starts[g])
+            n, a = len(r), int(r[0])
+            if int(r[-1]) - a + 1 == n and (n == 1 or bool((np.diff(r) == 1).all())):
+                sel: slice | np.ndarray = slice(a, a + n)  # consecutive rows: slices, no gather
+            else:
+                sel = r
+            parts.append({k: _take(v, sel) for k, v in self._data.items()})
+            keys.append(_take(self._group_keys(), sel))
+        cols = {k: concat([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        return concat(keys), cols
 
     def close(self) -> None:
         self._data = {}
+        self._lists = {}
         self._group = -1
+
+
+def _take(values: Any, sel: slice | np.ndarray) -> Any:
+    """``values[sel]``: rows of a numpy column, or of an Arrow column (still Arrow: see
+    ``m5stream.columns``)."""
+    if isinstance(values, np.ndarray):
+        return values[sel]
+    if isinstance(sel, slice):
+        return values.slice(sel.start, sel.stop - sel.start)
+    return values.take(sel)
+
+
+def _check_columns(md: Any, cols: list[str] | None, uri: str) -> None:
+    if cols:
+        names = set(md.schema.to_arrow_schema().names)
+        missing = [c for c in cols if c not in names]
+        if missing:
+            raise ConfigError(
+                f"column(s) {missing} not in the Parquet schema (has {sorted(names)})", uri=uri
+            )
 
 
 class ParquetFormat(Format):
     name = "parquet"
     suffixes = (".parquet", ".pq")
+    modules = ("pyarrow", "pyarrow.parquet")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         cols = options.get("columns")
@@ -95,17 +340,31 @@ class ParquetFormat(Format):
     def count(
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
     ) -> int:
-        f = _open_file(uri, size, stamp, s3)
-        cols = options.get("columns")
-        if cols:
-            names = set(f.schema_arrow.names)
-            missing = [c for c in cols if c not in names]
-            if missing:
-                raise ConfigError(
-                    f"column(s) {missing} not in the Parquet schema (has {sorted(names)})",
-                    uri=uri,
-                )
-        return int(f.metadata.num_rows)
+        md = footer_metadata(uri, size, stamp, s3)
+        _check_columns(md, options.get("columns"), uri)
+        return int(md.num_rows)
+
+    def count_many(
+        self,
+        objects: list[tuple[str, int, str]],
+        options: dict[str, Any],
+        s3: S3Config | None = None,
+    ) -> list[int]:
+        """Footers of many S3 files fetched concurrently (one tail GET each), then counted."""
+        remote = [o for o in objects if is_s3(o[0]) and o[1] >= 12]  # smaller: corrupt
+        if len(remote) > 1:
+            c = client(s3)
+            items = [(*parse_s3_uri(u), st, *_tail_range(sz)) for u, sz, st in remote]
+            for (u, sz, st), got in zip(remote, c.get_many(items)):
+                if isinstance(got, M5Error):
+                    raise got
+                _cached_footer(u, sz, st, s3, tail=got)
+        return [self.count(u, sz, st, options, s3) for u, sz, st in objects]
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return ParquetReader(shard, options)
+
+    def unit_starts(self, shard: ShardInfo, options: dict[str, Any]) -> np.ndarray:
+        md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)
+        rows = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        return np.concatenate(([0], np.cumsum(rows)[:-1])).astype(np.int64)

@@ -36,9 +36,51 @@ from ..errors import (
     StateMismatch,
 )
 
-__all__ = ["ObjectInfo", "S3Client", "S3Config", "client", "parse_s3_uri"]
+__all__ = [
+    "ObjectInfo",
+    "S3Client",
+    "S3Config",
+    "client",
+    "io_counters",
+    "io_delta",
+    "parse_s3_uri",
+]
 
 MiB = 1 << 20
+
+# Requests made by the calling thread, by operation, and body bytes received: a worker reports
+# the delta of each batch and the loader sums them into ``stats["s3"]`` (e.g. to check that a
+# partition filter really read fewer objects). Per thread, so that a background prefetch
+# thread's requests are not counted twice. Counted once per request sent, retries included.
+_IO = threading.local()
+
+
+def _counters() -> dict[str, int]:
+    d: dict[str, int] | None = getattr(_IO, "d", None)
+    if d is None:
+        d = _IO.d = {}
+    return d
+
+
+def _count(operation: str) -> None:
+    d = _counters()
+    d[operation] = d.get(operation, 0) + 1
+
+
+def _count_bytes(nbytes: int) -> None:
+    d = _counters()
+    d["bytes"] = d.get("bytes", 0) + nbytes
+
+
+def io_counters() -> dict[str, int]:
+    """A copy of the calling thread's S3 counters: requests per operation, plus ``bytes``."""
+    return dict(_counters())
+
+
+def io_delta(before: dict[str, int], after: dict[str, int] | None = None) -> dict[str, int]:
+    """``after - before`` of two :func:`io_counters` snapshots (``after``: now); zeros left out."""
+    now = io_counters() if after is None else after
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
 
 
 @dataclass(frozen=True)
@@ -232,8 +274,12 @@ class S3Client:
                 attempt += 1
                 time.sleep(min(5.0, 0.1 * 2**attempt) * (0.5 + random.random()))
                 continue
+            finally:
+                _count(operation)
             if received is not None:
                 received[0] = resp.received
+            if resp.received:
+                _count_bytes(resp.received)
             return resp.status, resp.headers, resp.body()
 
     @staticmethod
@@ -308,35 +354,55 @@ class S3Client:
             return bytes(into)
         return data
 
-    def get_many(self, items: Sequence[tuple[str, str, str | None]]) -> list[bytes | M5Error]:
-        """Whole objects ``(bucket, key, etag)``, all requests in flight at once (the CRT
-        schedules them; no Python thread per request). A failed one is retried alone through
-        :meth:`get`; one that still fails is returned as its error, in its place."""
+    def get_many(
+        self, items: Sequence[tuple[str, str, str | None] | tuple[str, str, str | None, int, int]]
+    ) -> list[bytes | M5Error]:
+        """Objects ``(bucket, key, etag)``, or byte ranges ``(bucket, key, etag, offset, length)``,
+        all requests in flight at once (the CRT schedules them; no Python thread per request).
+        A failed one is retried alone through :meth:`get`; one that still fails is returned as
+        its error, in its place."""
         from awscrt.http import HttpHeaders, HttpRequest
         from awscrt.s3 import S3RequestType
 
         started = []
-        for bucket, key, etag in items:
+        for item in items:
+            bucket, key, etag = item[:3]
             host, path = self._target(bucket, key)
             hdrs = HttpHeaders([("host", host)])
             if etag:
                 hdrs.add("if-match", f'"{etag}"')
-            resp = _Response(None, 0)
+            into, base = None, 0
+            if len(item) == 5:
+                base, length = item[3], item[4]
+                hdrs.add("range", f"bytes={base}-{base + length - 1}")
+                into = bytearray(length)
+            resp = _Response(into, base)
             req = self._crt.make_request(
                 type=S3RequestType.GET_OBJECT,
                 request=HttpRequest("GET", path, hdrs),
                 on_headers=resp.on_headers,
                 on_body=resp.on_body,
             )
+            _count("GetObject")
             started.append((req, resp))
         out: list[bytes | M5Error] = []
-        for (bucket, key, etag), (req, resp) in zip(items, started):
+        for item, (req, resp) in zip(items, started):
             try:
                 req.finished_future.result(self.config.timeout)
-                out.append(resp.body())
+                _count_bytes(resp.received)
+                if resp.into is not None:
+                    if resp.received != len(resp.into):
+                        raise ValueError("short read")
+                    out.append(bytes(resp.into))
+                else:
+                    out.append(resp.body())
             except Exception:
+                bucket, key, etag = item[:3]
                 try:
-                    out.append(self.get(bucket, key, etag=etag))
+                    if len(item) == 5:
+                        out.append(self.get(bucket, key, item[3], item[4], etag=etag))
+                    else:
+                        out.append(self.get(bucket, key, etag=etag))
                 except M5Error as err:
                     out.append(err)
         return out
@@ -348,6 +414,7 @@ class S3Client:
         self._request(
             "GET", bucket, key, headers=headers, recv_filepath=path, operation="GetObject"
         )
+        _count_bytes(os.path.getsize(path))
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         _, headers, _ = self._request("HEAD", bucket, key, operation="HeadObject")

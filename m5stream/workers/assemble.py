@@ -232,16 +232,43 @@ def write_batch(
     return layout, needed, failures
 
 
+def _text_parts(col: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (rebased to 0) and bytes of a pyarrow string/binary array without nulls."""
+    n = len(col)
+    bufs = col.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32)[col.offset : col.offset + n + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[lo:hi] if hi > lo else np.zeros(0, np.uint8)
+    return offsets - np.int32(lo), data
+
+
 def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
-    """Write an already batched dict (a batch transform's output) into ``slot``: numpy arrays
-    go to the slot (or inline when it is too small), anything else travels as an object."""
+    """Write an already batched dict (a batch transform's output, or a batch read column-wise)
+    into ``slot``: numpy arrays and Arrow text columns (offsets + bytes, see
+    ``m5stream.columns``) go to the slot (inline when it is too small), anything else travels
+    as an object."""
+    from ..columns import arrow_text
+
+    texts = {k: _text_parts(v) for k, v in batch.items() if arrow_text(v)}
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
     needed = sum(_aligned(v.nbytes) for v in arrays.values())
+    needed += sum(_aligned(o.nbytes) + _aligned(d.nbytes) for o, d in texts.values())
     fits = needed <= len(slot)
     layout: Layout = []
     off = 0
     for k, v in batch.items():
-        if k == "__index__":
+        if k in texts:
+            if not fits:
+                layout.append(("object", k, v.to_pylist()))
+                continue
+            offsets, data = texts[k]
+            slot[off : off + offsets.nbytes].view(np.int32)[:] = offsets
+            off_data = off + _aligned(offsets.nbytes)
+            slot[off_data : off_data + data.nbytes] = data
+            kind = "str" if v.type.equals(_pa_string()) else "bin"
+            layout.append(("text", k, off, off_data, len(v), int(data.nbytes), kind))
+            off = off_data + _aligned(data.nbytes)
+        elif k == "__index__":
             layout.append(("index", k, np.asarray(v, dtype=np.int64)))
         elif k in arrays and fits:
             v = np.ascontiguousarray(v)
@@ -253,6 +280,26 @@ def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
         else:
             layout.append(("object", k, v))
     return layout, needed
+
+
+def _pa_string() -> Any:
+    import pyarrow as pa
+
+    return pa.string()
+
+
+def _read_text(slot: np.ndarray, entry: tuple[Any, ...]) -> list[Any]:
+    import pyarrow as pa
+
+    _, _, off, off_data, n, nbytes, kind = entry
+    offsets = slot[off : off + 4 * (n + 1)].view(np.int32)
+    data = slot[off_data : off_data + nbytes]
+    arr = pa.Array.from_buffers(
+        pa.string() if kind == "str" else pa.binary(),
+        n,
+        [None, pa.py_buffer(offsets), pa.py_buffer(data)],
+    )
+    return list(arr.to_pylist())  # Python objects: nothing refers to the slot afterwards
 
 
 def _aligned(n: int) -> int:
@@ -271,6 +318,9 @@ def read_batch(layout: Layout, slot: np.ndarray | None, copy: bool) -> dict[str,
             n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             view = slot[off : off + n].view(dtype).reshape(shape).view(np.ndarray)
             out[name] = view.copy() if copy else view
+        elif kind == "text":
+            assert slot is not None
+            out[name] = _read_text(slot, entry)
         elif kind == "bytes":
             assert slot is not None
             _, _, off, lengths = entry

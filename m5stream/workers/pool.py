@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from collections import deque
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
 from typing import Any
@@ -29,15 +30,20 @@ from .worker import worker_main
 __all__ = ["WorkerPool"]
 
 _PRELOAD = ["numpy", "m5stream.workers.worker"]
+#: unanswered task bytes per worker; a Unix socketpair buffers ~200 KiB, keep far below it
+TASK_BYTES_BUDGET = 32 << 10
 
 
-def _context(start_method: str | None) -> Any:
+def _context(start_method: str | None, preload: tuple[str, ...] = ()) -> Any:
     method = start_method or (
         "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     )
     ctx = mp.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(_PRELOAD)
+        # Modules the dataset's format needs (pyarrow takes ~0.5 s to import) are imported
+        # once in the forkserver, not in every worker; this applies when the forkserver
+        # starts, i.e. for the interpreter's first loader with workers.
+        ctx.set_forkserver_preload([*_PRELOAD, *preload])
     return ctx
 
 
@@ -66,10 +72,12 @@ class WorkerPool:
         on_error: str,
         start_method: str | None = None,
     ) -> None:
-        ctx = _context(start_method)
+        ctx = _context(start_method, dataset.format.modules)
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         self.inflight = [0] * num_workers
+        #: bytes of the task messages each worker has not answered yet, oldest first
+        self.queued: list[deque[int]] = [deque() for _ in range(num_workers)]
         try:
             for wid in range(num_workers):
                 parent, child = ctx.Pipe(duplex=True)
@@ -106,9 +114,18 @@ class WorkerPool:
             conn.send((Cmd.RING, ring.ring_id, ring.num_slots, ring.slot_bytes))
             send_handle(conn, ring.fd, p.pid)
 
-    def submit(self, worker: int, msg: tuple[Any, ...]) -> None:
+    def submit(self, worker: int, msg: tuple[Any, ...], nbytes: int = 0) -> None:
         self.conns[worker].send(msg)
         self.inflight[worker] += 1
+        self.queued[worker].append(nbytes)
+
+    def can_take(self, worker: int, nbytes: int) -> bool:
+        """Whether a task of ``nbytes`` can be sent to ``worker`` without risking a block.
+
+        The trainer must never block writing a task while the worker blocks writing a reply
+        the trainer is not reading (a deadlock): unanswered tasks are kept well within the
+        socket's buffer (``TASK_BYTES_BUDGET``)."""
+        return not self.queued[worker] or sum(self.queued[worker]) + nbytes <= TASK_BYTES_BUDGET
 
     def least_loaded(self) -> int:
         return min(range(len(self.inflight)), key=self.inflight.__getitem__)
@@ -127,6 +144,8 @@ class WorkerPool:
                     while obj.poll():
                         out.append((wid, obj.recv()))
                         self.inflight[wid] -= 1
+                        if self.queued[wid]:
+                            self.queued[wid].popleft()
                 except (EOFError, OSError):
                     dead.append(wid)
             else:
@@ -165,4 +184,4 @@ class WorkerPool:
                 p.close()
             except ValueError:
                 pass
-        self.conns, self.procs, self.inflight = [], [], []
+        self.conns, self.procs, self.inflight, self.queued = [], [], [], []

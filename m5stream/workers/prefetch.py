@@ -5,7 +5,8 @@ background thread walks the coming global steps (``lookahead`` beyond the last d
 maps their samples to shards, and downloads each new shard into the disk shard cache
 (``storage.blobs.local_shard``) through the CRT, several at a time. Workers then open the
 cached copy instead of waiting for the download. Local datasets and raw objects need none of
-this (raw objects are fetched per batch, concurrently, by the worker itself).
+this (raw objects are fetched per batch, concurrently, by the worker itself, and Parquet
+reads only the column chunks it needs, by range).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..storage.blobs import is_s3, local_shard
+from ..storage.s3 import io_counters, io_delta
 
 __all__ = ["ShardPrefetcher"]
 
@@ -44,13 +46,17 @@ class ShardPrefetcher:
         self.parallel = parallel
         self.fetched = 0
         self.errors: list[BaseException] = []
+        #: S3 requests and bytes of the downloads (summed over the pool's threads)
+        self.io: dict[str, int] = {}
+        self._io_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="m5stream-prefetch", daemon=True)
 
     @staticmethod
     def wanted(dataset: Dataset) -> bool:
         m = dataset.manifest
-        return m.format in ("tar", "jsonl", "parquet") and is_s3(m.root)
+        # Parquet reads only the projected column chunks, by range, so it is not downloaded whole
+        return m.format in ("tar", "jsonl", "csv") and is_s3(m.root)
 
     def start(self) -> ShardPrefetcher:
         self._thread.start()
@@ -85,14 +91,20 @@ class ShardPrefetcher:
             for s in dict.fromkeys(shards.tolist()):  # first-need order, no repeats
                 if s not in seen:
                     seen.add(s)
-                    pending.append(
-                        pool.submit(
-                            local_shard, m.uri(s), int(m.sizes[s]), m.stamps[s], self.dataset.s3
-                        )
-                    )
+                    pending.append(pool.submit(self._fetch, m.uri(s), int(m.sizes[s]), m.stamps[s]))
             for f in [f for f in pending if f.done()]:
                 pending.remove(f)
                 self._account(f)
+
+    def _fetch(self, uri: str, size: int, stamp: str) -> str:
+        io0 = io_counters()  # per thread: this download's requests only
+        try:
+            return local_shard(uri, size, stamp, self.dataset.s3)
+        finally:
+            d = io_delta(io0)
+            with self._io_lock:
+                for k, v in d.items():
+                    self.io[k] = self.io.get(k, 0) + v
 
     def _account(self, f: Future[str]) -> None:
         try:

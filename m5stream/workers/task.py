@@ -14,13 +14,29 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Dataset
+from ..storage.s3 import io_counters, io_delta
 from ..transforms import TransformFn, apply_transform
 from .protocol import ErrorInfo
 
 #: turns the list of a batch's samples into the batch dict (e.g. ``PackTokens``)
 BatchTransform = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
-__all__ = ["LoadResult", "load_samples", "skip_record"]
+__all__ = ["LoadResult", "compact_indices", "expand_indices", "load_samples", "skip_record"]
+
+
+def compact_indices(idx: np.ndarray) -> np.ndarray | tuple[int, int]:
+    """A batch's indices as ``(start, count)`` when they are consecutive (the natural order,
+    and most block-shuffle batches): task messages stay a few bytes whatever the batch size."""
+    n = len(idx)
+    if n > 1 and int(idx[-1]) - int(idx[0]) == n - 1 and bool((np.diff(idx) == 1).all()):
+        return int(idx[0]), n
+    return idx
+
+
+def expand_indices(sent: np.ndarray | tuple[int, int]) -> np.ndarray:
+    if isinstance(sent, tuple):
+        return np.arange(sent[0], sent[0] + sent[1], dtype=np.int64)
+    return sent
 
 
 def skip_record(index: int, key: str | None, exc: BaseException) -> list[Any]:
@@ -35,6 +51,10 @@ class LoadResult:
     skipped: list[list[Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "transform": 0.0})
     error: ErrorInfo | None = None
+    #: S3 requests (per operation) and bytes this batch's reads made
+    io: dict[str, int] = field(default_factory=dict)
+    #: the batch as columns, when it was read columnar (``samples`` is then empty)
+    columns: dict[str, Any] | None = None
 
 
 def load_samples(
@@ -46,13 +66,50 @@ def load_samples(
     epoch: int,
     on_error: str,
     defer: bool = False,
+    columnar: bool = False,
 ) -> LoadResult:
     """Read and transform ``indices``; with ``on_error="skip"`` failures are recorded, not raised.
 
     With ``on_error="raise"`` the first failure stops the batch and is returned in ``error``.
     ``defer`` leaves images lazy (the worker makes them straight into the batch slot).
+    ``columnar`` (no per-sample transform, no batch transform): formats that can read a run of
+    samples at once (Parquet, CSV) fill ``columns`` with the finished batch instead of
+    ``samples``; if that fails the batch is read again row by row, so errors and skips are
+    exactly those of the row path.
     """
     res = LoadResult()
+    io0 = io_counters()
+    try:
+        if columnar and transform is None and _load_columns(res, dataset, indices):
+            return res
+        _load(res, dataset, transform, indices, seed, epoch, on_error, defer)
+    finally:
+        res.io = io_delta(io0)
+    return res
+
+
+def _load_columns(res: LoadResult, dataset: Dataset, indices: np.ndarray) -> bool:
+    t0 = time.perf_counter()
+    try:
+        shards, locals_ = dataset.locate_many(indices)
+        dataset.prefetch(shards)
+        res.columns = dataset.read_columns(indices, shards, locals_)
+    except Exception:
+        res.columns = None  # the row path finds the failing sample and reports or skips it
+    res.seconds["read"] += time.perf_counter() - t0
+    return res.columns is not None
+
+
+def _load(
+    res: LoadResult,
+    dataset: Dataset,
+    transform: TransformFn | None,
+    indices: np.ndarray,
+    seed: int,
+    epoch: int,
+    on_error: str,
+    defer: bool,
+) -> None:
     clock = time.perf_counter
     shards, locals_ = dataset.locate_many(indices)
     t0 = clock()
@@ -74,6 +131,5 @@ def load_samples(
                 res.skipped.append(skip_record(idx, key, exc))
                 continue
             res.error = ErrorInfo.capture(exc, key, idx)
-            return res
+            return
         res.samples.append(sample)
-    return res

@@ -22,7 +22,7 @@ from ..transforms import TransformFn
 from .assemble import write_arrays, write_batch
 from .protocol import Cmd, ErrorInfo, Reply
 from .slots import SlotRing
-from .task import BatchTransform, load_samples, skip_record
+from .task import BatchTransform, expand_indices, load_samples, skip_record
 
 __all__ = ["worker_main"]
 
@@ -105,7 +105,8 @@ def _run_task(
     seed: int,
     on_error: str,
 ) -> tuple[Any, ...]:
-    _, gen, step, ring_id, slot, epoch, indices = msg
+    _, gen, step, ring_id, slot, epoch, sent = msg
+    indices = expand_indices(sent)
     res = load_samples(
         dataset,
         transform,
@@ -114,13 +115,16 @@ def _run_task(
         epoch=epoch,
         on_error=on_error,
         defer=batch_transform is None,
+        columnar=batch_transform is None,
     )
     if res.error is not None:
         return (Reply.ERROR, gen, step, ring_id, slot, res.error)
     t0 = time.perf_counter()
     try:
         assert ring is not None and ring.ring_id == ring_id, "task names an unknown ring"
-        if batch_transform is not None:
+        if res.columns is not None:
+            layout, needed = write_arrays(res.columns, ring.slot(slot))
+        elif batch_transform is not None:
             layout, needed = write_arrays(batch_transform(res.samples), ring.slot(slot))
         else:
             layout, needed, failures = write_batch(res.samples, ring.slot(slot))
@@ -133,5 +137,5 @@ def _run_task(
         return (Reply.ERROR, gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
     seconds = dict(res.seconds)
     seconds["assemble"] = time.perf_counter() - t0
-    meta = {"skipped": res.skipped, "seconds": seconds, "needed": needed}
+    meta = {"skipped": res.skipped, "seconds": seconds, "needed": needed, "io": res.io}
     return (Reply.DONE, gen, step, ring_id, slot, layout, meta)

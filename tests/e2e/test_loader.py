@@ -244,7 +244,17 @@ def test_state_is_small_json_and_checks_what_changed(tmp_path: Path) -> None:
     changed = m5.dataset(pattern)
     with pytest.raises(m5.StateMismatch, match="dataset changed") as e:
         m5.Loader(changed, 4, shuffle=True, seed=1, output="numpy").load_state_dict(state)
-    assert "num_samples=20" in str(e.value) and "num_samples=22" in str(e.value)
+    assert "samples 20 -> 22" in str(e.value) and 'on_change="new_epoch"' in str(e.value)
+    # accepting the change on purpose: the new data starts at the next epoch's first step
+    lo2 = m5.Loader(changed, 4, shuffle=True, seed=1, output="numpy")
+    lo2.load_state_dict(state, on_change="new_epoch")
+    assert (lo2.epoch, lo2.step) == (1, 0)
+    fresh = m5.Loader(changed, 4, shuffle=True, seed=1, output="numpy")
+    fresh.set_epoch(1)
+    want = [b["__index__"].tolist() for b in fresh]
+    assert [b["__index__"].tolist() for b in lo2] == want and len(want) == 6
+    with pytest.raises(m5.ConfigError, match="on_change"):
+        lo2.load_state_dict(state, on_change="ignore")
 
 
 def test_bad_arguments() -> None:

