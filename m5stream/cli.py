@@ -1,147 +1,223 @@
-"""``m5stream`` command line: ``bench`` (throughput of a data path), ``shard`` (rewrite a
-dataset as tar/Parquet shards, locally or to S3) and ``inspect``.
+"""``m5stream`` command line: ``bench`` (throughput of a data path, where the time goes, and
+the loaders people use beside it), ``inspect`` (what a source holds) and ``shard`` (rewrite a
+dataset as tar/Parquet shards, locally or to S3).
 
-``m5stream bench`` with no source benchmarks the embedded demo dataset (generated on first
-use, offline), so it is the first command a new user can run.
+``m5stream bench`` with no source benchmarks the embedded demo photo dataset (generated on
+first use, offline), so it is the first command a new user can run. Errors in the arguments or
+the source end with exit status 2 and one line on stderr; Ctrl-C stops the workers, prints
+what was measured and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from typing import Any
+from typing import Any, NoReturn
 
-from .dataset import dataset
-from .demo import demo_dataset
 from .errors import M5Error
-from .loader import Loader
 
 __all__ = ["main"]
 
 
-def _bench(args: argparse.Namespace) -> dict[str, Any]:
-    source = args.source or demo_dataset()
-    ds = dataset(source, format=args.format)
-    rates: list[float] = []
-    mbs: list[float] = []
-    with Loader(
-        ds,
-        args.batch_size,
-        shuffle=True,
-        seed=0,
-        num_workers=args.workers,
-        output="numpy",
-        on_error="skip",
-    ) as loader:
-        it = iter(loader)
-        next(it)  # warm-up: workers started, first shards opened
-        for _ in range(args.repeats):
-            n = nbytes = 0
-            t0 = time.perf_counter()
-            for _b in range(args.batches):
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    it = iter(loader)
-                    batch = next(it)
-                n += len(batch["__key__"])
-                for v in batch.values():
-                    if isinstance(v, list):
-                        nbytes += sum(len(x) for x in v if isinstance(x, (bytes, str)))
-                    elif hasattr(v, "nbytes"):
-                        nbytes += int(v.nbytes)
-            dt = time.perf_counter() - t0
-            rates.append(n / dt)
-            mbs.append(nbytes / dt / 1e6)
-        stats = loader.stats
-    return {
-        "source": source,
-        "format": ds.manifest.format,
-        "samples_in_dataset": len(ds),
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "samples_per_s_median": statistics.median(rates),
-        "samples_per_s_runs": rates,
-        "mb_per_s_median": statistics.median(mbs),
-        "stats": stats,
-    }
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one clear line, exit status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _inspect(args: argparse.Namespace) -> dict[str, Any]:
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return v
+
+    return parse
+
+
+def _workers(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return v
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import format_report, run_bench
+    from .bench.peers import PEERS
+
+    compare = [c.strip() for c in (args.compare or "").split(",") if c.strip()]
+    unknown = [c for c in compare if c not in PEERS]
+    if unknown:
+        print(
+            f"m5stream bench: error: unknown peer(s) {', '.join(unknown)} "
+            f"(known: {', '.join(PEERS)})",
+            file=sys.stderr,
+        )
+        return 2
+    result = run_bench(
+        args.source,
+        format=args.format,
+        transform=args.transform,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        batches=args.batches,
+        seconds=args.seconds,
+        compare=compare,
+        progress=not args.quiet,
+    )
+    print(format_report(result))
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump(result, f, indent=2)
+    if args.plot:
+        from .bench.plot import plot
+
+        plot(result, args.plot)
+    return 130 if result["interrupted"] else 0
+
+
+def _field_type(v: Any) -> str:
+    if isinstance(v, (bytes, str)):
+        return f"{type(v).__name__}[{len(v)}]"
+    shape = getattr(v, "shape", None)
+    if shape is not None and getattr(v, "dtype", None) is not None:
+        return f"{v.dtype}{list(shape)}" if shape else str(v.dtype)
+    return type(v).__name__
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .dataset import dataset
+
     ds = dataset(args.source, format=args.format)
     m = ds.manifest
     first = ds[0] if len(ds) else {}
-    return {
+    failures = []
+    checked = m.num_shards if args.check_shards is None else min(args.check_shards, m.num_shards)
+    for s in range(checked):  # open every shard and read its first sample
+        if m.counts[s] == 0:
+            continue
+        try:
+            ds.read_at(int(m.offsets[s]), s, 0)
+        except M5Error as exc:
+            failures.append({"shard": m.keys[s], "error": f"{type(exc).__name__}: {exc}"})
+    glue = m.options.get("glue")
+    pkeys = m.options.get("partition_keys") or []
+    fields = {k: _field_type(v) for k, v in first.items() if not k.startswith("__")}
+    summary: dict[str, Any] = {
         "source": m.source,
         "format": m.format,
+        "root": m.root,
         "shards": m.num_shards,
         "samples": m.num_samples,
+        "bytes": int(m.sizes.sum()),
         "fingerprint": m.fingerprint,
-        "first_sample": {
-            k: (f"{type(v).__name__}[{len(v)}]" if isinstance(v, (bytes, str)) else repr(v))
-            for k, v in first.items()
-        },
+        "partitions": (
+            len({tuple(v) for v in m.options.get("partition_values", [])}) if pkeys else None
+        ),
+        "partition_keys": [k["name"] for k in pkeys],
+        "table_version": glue.get("version_id") if glue else None,
+        "first_keys": [ds[i]["__key__"] for i in range(min(3, len(ds)))],
+        "fields": fields,
+        "shards_checked": checked,
+        "shards_failed": failures,
     }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"source       {m.source}")
+        print(f"format       {m.format}, root {m.root}")
+        print(
+            f"shards       {m.num_shards:,}, samples {m.num_samples:,}, bytes {summary['bytes']:,}"
+        )
+        if pkeys:
+            names = ", ".join(k["name"] for k in pkeys)
+            print(f"partitions   {summary['partitions']} by {names}")
+        if glue:
+            print(f"table        version {glue.get('version_id')}, where {glue.get('where')!r}")
+        print(f"fingerprint  {m.fingerprint}")
+        print(f"first keys   {', '.join(summary['first_keys'])}")
+        print("fields       " + ", ".join(f"{k}: {t}" for k, t in fields.items()))
+        status = "all open" if not failures else f"{len(failures)} FAILED"
+        print(f"shards check {checked} opened, {status}")
+        for f in failures:
+            print(f"  {f['shard']}: {f['error']}")
+    return 1 if failures else 0
 
 
-def _shard(args: argparse.Namespace) -> dict[str, Any]:
+def _shard(args: argparse.Namespace) -> int:
+    from .dataset import dataset
     from .writer import write_shards
 
     ds = dataset(args.source, format=args.format)
     samples = (ds[i] for i in range(len(ds)))
     pattern = write_shards(samples, args.dst, format=args.to, shard_size=args.shard_size)
-    return {"source": args.source, "samples": len(ds), "written": pattern}
+    print(json.dumps({"source": args.source, "samples": len(ds), "written": pattern}, indent=2))
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m5stream")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("bench", help="measure loader throughput (demo dataset by default)")
+def _parser() -> argparse.ArgumentParser:
+    from .bench.presets import PRESETS
+
+    p = _Parser(prog="m5stream")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    b = sub.add_parser(
+        "bench",
+        help="measure a data path (the demo photo dataset by default)",
+        description="Measure loader throughput, attribute the time to stages, name the "
+        "bottleneck, and compare with other loaders on the same data.",
+    )
     b.add_argument("source", nargs="?", help="dataset source; omitted: the embedded demo")
-    b.add_argument("--format", default=None)
-    b.add_argument("--batch-size", type=int, default=64)
-    b.add_argument("--workers", type=int, default=2)
-    b.add_argument("--batches", type=int, default=20, help="batches per timed run")
-    b.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
-    b.add_argument("--json", dest="json_path", default=None, help="also write results here")
+    b.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
+    b.add_argument(
+        "--transform",
+        default=None,
+        metavar="PRESET|FILE.json",
+        help=f"{', '.join(PRESETS)}, or a transform artifact (default: raw; "
+        "imagenet-train for the demo)",
+    )
+    b.add_argument("--batch-size", type=_positive(int), default=64)
+    b.add_argument("--workers", type=_workers, default=2)
+    budget = b.add_mutually_exclusive_group()
+    budget.add_argument("--batches", type=_positive(int), help="timed batches")
+    budget.add_argument("--seconds", type=_positive(float), help="timed seconds (default 10)")
+    b.add_argument(
+        "--compare", default=None, metavar="PEERS", help="torch,s3torchconnector,webdataset"
+    )
+    b.add_argument("--json", dest="json_path", default=None, help="write the result as JSON")
+    b.add_argument("--plot", default=None, metavar="PATH.png", help="draw the run (matplotlib)")
+    b.add_argument("--quiet", action="store_true", help="no progress line")
+    i = sub.add_parser("inspect", help="what a source holds, and whether every shard opens")
+    i.add_argument("source")
+    i.add_argument("--format", default=None)
+    i.add_argument("--check-shards", type=_workers, default=None, help="check only the first N")
+    i.add_argument("--json", action="store_true", help="print JSON")
     s = sub.add_parser("shard", help="rewrite a dataset as tar or Parquet shards (local or S3)")
     s.add_argument("source")
     s.add_argument("dst", help="a directory or s3://bucket/prefix")
     s.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
     s.add_argument("--to", default="tar", choices=["tar", "parquet"])
-    s.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-    i = sub.add_parser("inspect", help="print a dataset's manifest summary")
-    i.add_argument("source")
-    i.add_argument("--format", default=None)
-    args = p.parse_args(argv)
+    s.add_argument("--shard-size", type=_positive(int), default=1000, help="samples per shard")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run = {"bench": _bench, "inspect": _inspect, "shard": _shard}[args.cmd]
     try:
-        run = {"bench": _bench, "inspect": _inspect, "shard": _shard}[args.cmd]
-        result = run(args)
+        return run(args)
     except M5Error as exc:
-        print(f"m5stream: error: {exc}", file=sys.stderr)
+        print(f"m5stream {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
-    if args.cmd == "bench":
-        print(
-            f"source   {result['source']} ({result['format']}, "
-            f"{result['samples_in_dataset']} samples)"
-        )
-        print(f"workers  {result['workers']}, batch size {result['batch_size']}")
-        runs = len(result["samples_per_s_runs"])
-        print(
-            f"speed    {result['samples_per_s_median']:.0f} samples/s, "
-            f"{result['mb_per_s_median']:.1f} MB/s (median of {runs})"
-        )
-        secs = result["stats"]["seconds"]
-        print("stages   " + ", ".join(f"{k} {v:.3f}s" for k, v in secs.items()))
-        if args.json_path:
-            with open(args.json_path, "w") as f:
-                json.dump(result, f, indent=2)
-    else:
-        print(json.dumps(result, indent=2))
-    return 0
+    except KeyboardInterrupt:
+        print(f"m5stream {args.cmd}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ class Stats:
     """Counters of one loader. ``snapshot()`` gives a JSON-friendly dict.
 
     Stages: ``read`` (bytes from storage and format decoding, summed over workers),
-    ``transform`` (summed over workers), ``assemble`` (writing batches into slots),
+    ``transform`` (summed over workers), ``decode`` (images made lazily by the transforms,
+    decoded and resampled straight into the slot by the workers; in-process, this is part of
+    ``transform``), ``assemble`` (collating the rest of the batch into its slot),
     ``wait`` (trainer blocked waiting for the next batch), ``deliver`` (trainer turning a slot
     into the returned batch). ``s3``: requests per S3 operation (``GetObject``, ...) and body
     ``bytes`` that reading batches made, in the workers and the shard prefetcher together.
     """
 
-    STAGES = ("read", "transform", "assemble", "wait", "deliver")
+    STAGES = ("read", "transform", "decode", "assemble", "wait", "deliver")
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(self.STAGES, 0.0)

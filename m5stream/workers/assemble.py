@@ -15,6 +15,7 @@ how many bytes the slot would have needed, so the trainer can grow the ring.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,7 @@ def _fill_rows(
 
 
 def write_batch(
-    samples: list[dict[str, Any]], slot: np.ndarray
+    samples: list[dict[str, Any]], slot: np.ndarray, timings: dict[str, float] | None = None
 ) -> tuple[Layout, int, list[Failure]]:
     """Write ``samples`` into ``slot``; returns ``(layout, bytes needed, failures)``.
 
@@ -120,8 +121,10 @@ def write_batch(
     (the fused decode writes the final tensor in place); a sample whose deferred value fails is
     left out of the batch and returned in ``failures`` with its exception. If the batch needs
     more than ``len(slot)`` bytes nothing is written to the slot and every field is carried
-    inline in the layout.
+    inline in the layout. ``timings["decode"]`` receives the seconds spent making deferred
+    values (decoding and resampling images), the rest being collation.
     """
+    t_decode = 0.0
     failures: list[Failure] = []
     names = _field_names(samples)
     # deferred fields that do not share one shape are made one by one, like any value
@@ -136,6 +139,7 @@ def write_batch(
             uniform[name] = specs.pop()
             continue
         kept = []
+        t0 = time.perf_counter()
         for s in samples:
             v: Any = s.get(name)
             try:
@@ -146,6 +150,7 @@ def write_batch(
                 continue
             kept.append(s)
         samples = kept
+        t_decode += time.perf_counter() - t0
     n = len(samples)
     deferred_bytes = {
         name: n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -165,7 +170,11 @@ def write_batch(
             off += _aligned(nb)
         else:
             dsts[name] = np.empty((n, *shape), dtype=dtype)
+    t0 = time.perf_counter()
     samples = _fill_rows(samples, dsts, failures)
+    t_decode += time.perf_counter() - t0
+    if timings is not None:
+        timings["decode"] = timings.get("decode", 0.0) + t_decode
     n_ok = len(samples)
     layout: Layout = []
     for name, (shape, dtype) in uniform.items():

@@ -120,6 +120,7 @@ def _run_task(
     if res.error is not None:
         return (Reply.ERROR, gen, step, ring_id, slot, res.error)
     t0 = time.perf_counter()
+    timings: dict[str, float] = {}
     try:
         assert ring is not None and ring.ring_id == ring_id, "task names an unknown ring"
         if res.columns is not None:
@@ -127,7 +128,7 @@ def _run_task(
         elif batch_transform is not None:
             layout, needed = write_arrays(batch_transform(res.samples), ring.slot(slot))
         else:
-            layout, needed, failures = write_batch(res.samples, ring.slot(slot))
+            layout, needed, failures = write_batch(res.samples, ring.slot(slot), timings)
             for s, exc in failures:  # lazy images that failed while being made
                 if on_error != "skip":
                     info = ErrorInfo.capture(exc, s.get("__key__"), s.get("__index__"))
@@ -136,6 +137,8 @@ def _run_task(
     except Exception as exc:
         return (Reply.ERROR, gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
     seconds = dict(res.seconds)
-    seconds["assemble"] = time.perf_counter() - t0
+    decode = timings.get("decode", 0.0)
+    seconds["assemble"] = time.perf_counter() - t0 - decode
+    seconds["decode"] = decode
     meta = {"skipped": res.skipped, "seconds": seconds, "needed": needed, "io": res.io}
     return (Reply.DONE, gen, step, ring_id, slot, layout, meta)

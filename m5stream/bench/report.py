@@ -1,0 +1,142 @@
+"""The ``m5stream bench`` result: its JSON schema, the stage breakdown and the bottleneck.
+
+JSON schema ``m5stream.bench/1`` (``--json PATH``; keys are stable within a major version,
+new keys may be added):
+
+``schema`` (``"m5stream.bench/1"``), ``m5stream_version``, ``created`` (UTC ISO time),
+``interrupted`` (Ctrl-C ended the run early), ``environment`` (``python``, ``numpy``,
+``pil``: which Pillow build ran, ``cpus``),
+``source`` (``uri``, ``format``, ``shards``, ``samples``, ``bytes``),
+``config`` (``transform``, ``batch_size``, ``workers``, ``batches``, ``seconds``),
+``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
+batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad),
+``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
+``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
+``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
+``memory`` (``peak_tree_pss_bytes``, ``peak_tree_rss_bytes``: this process plus workers),
+``s3`` (requests per operation and ``bytes``, when the source is on S3),
+``bottleneck`` (``stage``: fetch | decode | transform | collate | handoff | trainer,
+``reason``, ``suggestion``),
+``timeline`` (``[seconds, samples/s]`` pairs), and
+``compare`` (per peer: ``{"status": "ok", "samples_per_s", "mb_per_s", "first_batch_s",
+"samples", "seconds", "workers", "batch_size", "ratio"}`` where ``ratio`` is m5stream's
+samples/s over the peer's, or ``{"status": "skipped", "reason"}`` /
+``{"status": "failed", "error"}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SCHEMA", "bottleneck", "format_report", "stages"]
+
+SCHEMA = "m5stream.bench/1"
+
+SUGGESTIONS = {
+    "fetch": "more requests in flight: more workers or a larger prefetch, bigger shards, "
+    "or a local shard cache closer to the data",
+    "decode": "more workers, a smaller RandomResizedCrop scale (the DCT-scaled decode then "
+    "does less work), or DecodeImage(fast=True)",
+    "transform": "more workers, or move batch-level work into batch_transform",
+    "collate": "fewer or larger fields per sample, with fixed shapes so batches stack in the "
+    "shared-memory slot",
+    "handoff": "the trainer process is busy turning slots into batches: larger batches, "
+    "fewer Python objects per sample (arrays instead of lists), or output='numpy'",
+    "trainer": "the loader is not the problem: it delivers faster than the trainer asks",
+}
+
+
+def stages(stats: dict[str, Any], listing: float, first_batch: float | None) -> dict[str, float]:
+    s = stats["seconds"]
+    return {
+        "listing": listing,
+        "first_batch": first_batch or 0.0,
+        "fetch": s.get("read", 0.0),
+        "decode": s.get("decode", 0.0),
+        "transform": s.get("transform", 0.0),
+        "collate": s.get("assemble", 0.0),
+        "handoff": s.get("deliver", 0.0),
+        "trainer_wait": s.get("wait", 0.0),
+    }
+
+
+def bottleneck(st: dict[str, float], seconds: float, workers: int) -> dict[str, str]:
+    """Name the stage that limits throughput, with a concrete suggestion.
+
+    If the trainer hardly waits, the loader keeps up (trainer-bound). Otherwise the busiest
+    worker stage limits; unless the workers are mostly idle while the trainer waits, in which
+    case the trainer's own side of the hand-off is the limit.
+    """
+    if seconds <= 0:
+        return {"stage": "unknown", "reason": "nothing was timed", "suggestion": ""}
+    wait_share = st["trainer_wait"] / seconds
+    work = {k: st[k] for k in ("fetch", "decode", "transform", "collate")}
+    busy = sum(work.values())
+    util = busy / (seconds * max(1, workers))
+    if wait_share < 0.15:
+        stage = "trainer"
+        reason = f"the trainer waited for data only {wait_share:.0%} of the time"
+    elif workers and util < 0.5 and st["handoff"] > max(work.values(), default=0.0) / workers:
+        stage = "handoff"
+        reason = (
+            f"workers were busy {util:.0%} of the time while the trainer waited "
+            f"{wait_share:.0%}; delivering batches took {st['handoff']:.2f}s"
+        )
+    else:
+        stage = max(work, key=lambda k: work[k])
+        share = work[stage] / busy if busy else 0.0
+        reason = f"{stage} took {share:.0%} of the workers' time ({work[stage]:.2f}s)"
+    return {"stage": stage, "reason": reason, "suggestion": SUGGESTIONS[stage]}
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def format_report(r: dict[str, Any]) -> str:
+    src, res, st = r["source"], r["result"], r["stages"]
+    cfg = r["config"]
+    lines = [
+        f"source      {src['uri']}  ({src['format']}, {src['shards']} shards, "
+        f"{src['samples']:,} samples, {_mb(src['bytes'])})",
+        f"job         transform {cfg['transform']}, batch {cfg['batch_size']}, "
+        f"{cfg['workers']} workers; {r['environment']['pil']}",
+        f"throughput  {res['samples_per_s']:,.0f} samples/s, {res['mb_per_s']:,.1f} MB/s "
+        f"({res['samples']:,} samples in {res['seconds']:.2f}s after the first batch"
+        + (", interrupted" if r["interrupted"] else "")
+        + ")",
+        "stages      "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v:.3f}s"
+            for k, v in st.items()
+            if k in ("listing", "first_batch")
+        ),
+        "            "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v:.2f}s"
+            for k, v in st.items()
+            if k not in ("listing", "first_batch")
+        )
+        + "  (worker stages summed over workers)",
+        f"workers     {r['workers']['count']} busy {r['workers']['utilisation']:.0%}; peak memory "
+        f"{_mb(r['memory']['peak_tree_pss_bytes'])} PSS, {_mb(r['memory']['peak_tree_rss_bytes'])}"
+        " RSS (process tree)",
+    ]
+    if r.get("s3"):
+        lines.append("s3          " + ", ".join(f"{k} {v:,}" for k, v in r["s3"].items()))
+    if res.get("skipped"):
+        lines.append(f"skipped     {res['skipped']} bad samples")
+    b = r["bottleneck"]
+    lines.append(f"bottleneck  {b['stage']}: {b['reason']}")
+    if b["suggestion"]:
+        lines.append(f"            -> {b['suggestion']}")
+    for name, peer in r.get("compare", {}).items():
+        if peer["status"] == "ok":
+            lines.append(
+                f"vs {name:<16} {peer['samples_per_s']:,.0f} samples/s -> m5stream is "
+                f"{peer['ratio']:.2f}x"
+            )
+        else:
+            why = peer.get("reason") or peer.get("error")
+            lines.append(f"vs {name:<16} {peer['status']}: {why}")
+    return "\n".join(lines)

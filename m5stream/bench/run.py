@@ -1,0 +1,161 @@
+"""``m5stream bench``: measure a data path end to end, then the peers on the same data."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from typing import Any
+
+from ..dataset import dataset
+from ..demo import demo_dataset
+from ..loader import Loader
+from .measure import measure
+from .monitor import PeakTreeMemory, Progress
+from .peers import run_peer
+from .presets import resolve_transform
+from .report import SCHEMA, bottleneck, stages
+
+__all__ = ["run_bench"]
+
+
+def _pil() -> str:
+    try:
+        import PIL
+    except ImportError:
+        return "Pillow not installed"
+    v = PIL.__version__
+    return f"pillow-simd {v}" if ".post" in v else f"Pillow {v}"
+
+
+def _environment() -> dict[str, Any]:
+    import numpy
+
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pil": _pil(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def run_bench(
+    source: str | None = None,
+    *,
+    format: str | None = None,
+    transform: str | None = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    batches: int | None = None,
+    seconds: float | None = None,
+    compare: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark and return the result (schema in :mod:`.report`).
+
+    No ``source``: the embedded demo photo dataset (made on first use) with the
+    ``imagenet-train`` preset. Neither ``batches`` nor ``seconds``: 10 seconds.
+    """
+    from .. import __version__
+
+    if source is None:
+        source = demo_dataset()
+        transform = transform or "imagenet-train"
+    preset = resolve_transform(transform or "raw")
+    if batches is None and seconds is None:
+        seconds = 10.0
+    t0 = time.perf_counter()
+    ds = dataset(source, format=format)
+    listing = time.perf_counter() - t0
+    m = ds.manifest
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "m5stream_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "interrupted": False,
+        "environment": _environment(),
+        "source": {
+            "uri": source,
+            "format": m.format,
+            "shards": m.num_shards,
+            "samples": m.num_samples,
+            "bytes": int(m.sizes.sum()),
+        },
+        "config": {
+            "transform": preset.name,
+            "batch_size": batch_size,
+            "workers": workers,
+            "batches": batches,
+            "seconds": seconds,
+        },
+    }
+    with PeakTreeMemory() as mem:
+        loader = Loader(
+            ds,
+            batch_size,
+            transform=preset.transform,
+            batch_transform=preset.batch_transform,
+            shuffle=True,
+            seed=0,
+            num_workers=workers,
+            on_error="skip",
+            output="numpy",
+            copy=False,
+        )
+        try:
+            got = measure(
+                loader,
+                max_batches=batches,
+                max_seconds=seconds,
+                progress=Progress("m5stream") if progress else None,
+            )
+            stats = loader.stats
+        finally:
+            loader.close()
+    st = stages(stats, listing, got.first_batch_s)
+    busy = st["fetch"] + st["decode"] + st["transform"] + st["collate"]
+    result.update(
+        interrupted=got.interrupted,
+        result={
+            "batches": got.batches,
+            "samples": got.samples,
+            "bytes": got.bytes,
+            "seconds": got.seconds,
+            "samples_per_s": got.samples_per_s,
+            "mb_per_s": got.mb_per_s,
+            "skipped": stats["skipped"],
+        },
+        stages=st,
+        workers={
+            "count": workers,
+            "utilisation": busy / (got.seconds * max(1, workers)) if got.seconds else 0.0,
+        },
+        memory={"peak_tree_pss_bytes": mem.peak_pss, "peak_tree_rss_bytes": mem.peak_rss},
+        s3=stats.get("s3", {}),
+        bottleneck=bottleneck(st, got.seconds, workers),
+        timeline=got.timeline,
+        compare={},
+    )
+    for name in compare or []:
+        if result["interrupted"]:
+            result["compare"][name] = {"status": "skipped", "reason": "interrupted"}
+            continue
+        try:
+            peer, _ = run_peer(
+                name,
+                ds,
+                preset,
+                batch_size=batch_size,
+                workers=workers,
+                max_batches=batches,
+                max_seconds=seconds,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            result["interrupted"] = True
+            peer = {"status": "skipped", "reason": "interrupted"}
+        if peer["status"] == "ok" and peer["samples_per_s"] > 0:
+            peer["ratio"] = got.samples_per_s / peer["samples_per_s"]
+        result["compare"][name] = peer
+    return result
