@@ -54,15 +54,16 @@ _MAX_UNIT_PREFETCH = 64
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values, else ``torch.distributed`` when initialised, else ``RANK`` /
+    ``WORLD_SIZE`` as ``torchrun`` sets them, else a single process."""
     if world_size is None:
-        env = os.environ.get("WORLD_SIZE")
-        if env is not None:
-            world_size = int(env)
-        else:
-            world_size = _torch_dist("get_world_size") or 1
+        world_size = _torch_dist("get_world_size")
+        if world_size is None:
+            world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if rank is None:
-        env = os.environ.get("RANK")
-        rank = int(env) if env is not None else (_torch_dist("get_rank") or 0)
+        rank = _torch_dist("get_rank")
+        if rank is None:
+            rank = int(os.environ.get("RANK", "0") or 0)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     return rank, world_size
@@ -111,6 +112,7 @@ class Loader:
         rank: int | None = None,
         world_size: int | None = None,
         on_error: str = "raise",
+        even_batches: bool = True,
         prefetch: int | None = None,
         block_size: int = 16384,
         output: str = "auto",
@@ -139,6 +141,8 @@ class Loader:
         self.num_workers = num_workers
         self.drop_last = bool(drop_last)
         self.rank, self.world_size = _resolve_rank(rank, world_size)
+        # equal batch counts on every rank (DDP would hang at the end of the epoch otherwise)
+        self.even_batches = bool(even_batches) and self.world_size > 1 and not drop_last
         self.on_error = on_error
         if prefetch is None:
             prefetch = 2 * max(1, num_workers)
@@ -191,7 +195,7 @@ class Loader:
         """Batches this rank yields in a full epoch."""
         n = self.steps_per_epoch
         rest = self.order.num_samples - (n - 1) * self.global_batch_size if n else 0
-        if n and rest < self.global_batch_size:
+        if n and rest < self.global_batch_size and not self.even_batches:
             lo, hi = rank_bounds(rest, self.world_size, self.rank)
             return n if hi > lo else n - 1
         return n
@@ -211,6 +215,12 @@ class Loader:
             self._step = 0
             self._gen += 1
         self._hold = True
+
+    def to(self, device: Any, **kwargs: Any) -> Any:
+        """This loader's batches on ``device``: :class:`m5stream.torch.DeviceLoader`."""
+        from .device import DeviceLoader
+
+        return DeviceLoader(self, device, **kwargs)
 
     # ----------------------------------------------------------------- state
     def _expected(self) -> dict[str, Any]:
@@ -298,6 +308,7 @@ class Loader:
             batch_size=self.batch_size,
             world_size=self.world_size,
             rank=self.rank,
+            even=self.even_batches,
         )
 
     def _record(

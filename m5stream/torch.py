@@ -25,12 +25,13 @@ import numpy as np
 import torch.utils.data
 
 from .dataset import Dataset, dataset
+from .device import DeviceLoader, StaticShapes
 from .errors import ConfigError
 from .loader import Loader
 from .sampling import Order, batch_indices, steps_per_epoch
 from .workers.task import load_samples
 
-__all__ = ["IterableDataset"]
+__all__ = ["DeviceLoader", "IterableDataset", "StaticShapes"]
 
 
 class IterableDataset(torch.utils.data.IterableDataset):
@@ -122,6 +123,8 @@ class IterableDataset(torch.utils.data.IterableDataset):
         n_steps = steps_per_epoch(
             order.num_samples, self.batch_size * world_size, bool(kw.get("drop_last", False))
         )
+        drop_last = bool(kw.get("drop_last", False))
+        even = bool(kw.get("even_batches", True)) and world_size > 1 and not drop_last
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         st = self._sample_state or {}
         epoch = int(st.get("epoch", self._epoch))
@@ -131,7 +134,13 @@ class IterableDataset(torch.utils.data.IterableDataset):
         on_error = kw.get("on_error", "raise")
         while step < n_steps:
             idx = batch_indices(
-                order, epoch, step, batch_size=self.batch_size, world_size=world_size, rank=rank
+                order,
+                epoch,
+                step,
+                batch_size=self.batch_size,
+                world_size=world_size,
+                rank=rank,
+                even=even,
             )
             res = load_samples(self.ds, transform, idx, seed=seed, epoch=epoch, on_error=on_error)
             if res.error is not None:

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check m5stream tests benchmarks
+.venv/bin/ruff check m5stream tests benchmarks examples
 .venv/bin/ruff format --check m5stream tests
 .venv/bin/mypy
 # A private cache, so tests never reuse indexes or demo data from a developer's runs.

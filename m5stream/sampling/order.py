@@ -143,9 +143,19 @@ def batch_indices(
     batch_size: int,
     world_size: int = 1,
     rank: int = 0,
+    even: bool = False,
 ) -> np.ndarray:
-    """Global sample indices of rank ``rank``'s batch at global step ``step`` of ``epoch``."""
+    """Global sample indices of rank ``rank``'s batch at global step ``step`` of ``epoch``.
+
+    ``even``: a last step whose samples do not split evenly over the ranks is completed with
+    the epoch's first positions (wrapping around, as ``DistributedSampler`` pads), so that
+    every rank gets a batch of the same size and the same number of batches per epoch.
+    """
     g = batch_size * world_size
     start, stop = global_batch_bounds(order.num_samples, g, step)
-    lo, hi = rank_bounds(stop - start, world_size, rank)
-    return order.indices(epoch, np.arange(start + lo, start + hi, dtype=np.int64))
+    pos = np.arange(start, stop, dtype=np.int64)
+    pad = (-(stop - start)) % world_size if even else 0
+    if pad:
+        pos = np.concatenate((pos, np.arange(pad, dtype=np.int64) % order.num_samples))
+    lo, hi = rank_bounds(len(pos), world_size, rank)
+    return order.indices(epoch, pos[lo:hi])

@@ -94,3 +94,28 @@ GOLDEN_GLOBAL_E0 = [10, 2, 6, 1, 9, 13, 5, 11, 19, 16, 14, 8, 12, 15, 18, 17, 3,
 GOLDEN_GLOBAL_E1 = [10, 18, 11, 5, 1, 13, 17, 8, 16, 0, 4, 7, 19, 12, 14, 9, 15, 3, 6, 2]
 # shards visited 1, 2, 0; blocks of 5 permuted in place
 GOLDEN_BLOCK_E0 = [9, 6, 8, 10, 7, 11, 13, 15, 14, 12, 0, 19, 18, 17, 16, 5, 2, 3, 4, 1]
+
+
+def test_even_batches_pad_the_last_step_with_the_epochs_first_positions() -> None:
+    order = Order([7, 6], shuffle=True, seed=4)  # 13 samples
+    for ws, b in ((2, 3), (4, 2), (3, 5)):
+        g = b * ws
+        steps = -(-13 // g)
+        first = order.indices(1, np.arange(ws, dtype=np.int64))
+        for r in range(ws):
+            sizes = [
+                len(batch_indices(order, 1, s, batch_size=b, world_size=ws, rank=r, even=True))
+                for s in range(steps)
+            ]
+            assert sizes[:-1] == [b] * (steps - 1)
+            assert sizes[-1] == -(-(13 - (steps - 1) * g) // ws)  # the same on every rank
+        last = np.concatenate(
+            [
+                batch_indices(order, 1, steps - 1, batch_size=b, world_size=ws, rank=r, even=True)
+                for r in range(ws)
+            ]
+        )
+        rest = 13 - (steps - 1) * g
+        pad = (-rest) % ws
+        want = order.indices(1, np.arange((steps - 1) * g, 13, dtype=np.int64))
+        assert last.tolist() == want.tolist() + first[:pad].tolist()
