@@ -12,6 +12,16 @@ fi
 VPY=.venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
+# The dependency step takes pip ~45 s even when nothing changes: skip it when this script and
+# pyproject.toml are what the last successful set-up ran with (a stamp in .venv), and only
+# rebuild the extensions (a no-op when they are up to date).
+STAMP=".venv/.m5stream-setup-$(cat scripts/setup.sh pyproject.toml | sha256sum | cut -c1-16)"
+if [ -e "$STAMP" ] && [ -z "${M5STREAM_FORCE_SETUP:-}" ]; then
+  "$VPY" setup.py -q build_ext --inplace >/dev/null
+  "$VPY" -c "import m5stream._native.imgops; print('m5stream ready:', __import__('m5stream').__version__)"
+  exit 0
+fi
+
 # The image kernels link the system libjpeg-turbo (>= 1.5: jpeg_crop_scanline).
 if [ ! -e /usr/include/jpeglib.h ] && command -v apt-get >/dev/null 2>&1; then
   apt-get install -y -q libjpeg62-turbo-dev >/dev/null 2>&1 \
@@ -32,3 +42,5 @@ fi
 "$VPY" setup.py -q build_ext --inplace >/dev/null
 "$VPY" -m pip install -q --no-build-isolation --no-deps -e .
 "$VPY" -c "import m5stream._native.sampler, m5stream._native.tarscan; print('m5stream ready:', __import__('m5stream').__version__)"
+rm -f .venv/.m5stream-setup-*
+touch "$STAMP"

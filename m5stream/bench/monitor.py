@@ -92,8 +92,8 @@ class PeakTreeMemory:
 
 class Progress:
     """A live line on a terminal (rewritten in place every ``interval`` seconds), plain lines
-    every ``plain_interval`` seconds otherwise (logs, CI); the first right after the first
-    timed batch."""
+    every ``plain_interval`` seconds otherwise (logs, CI); the first half a second into the
+    timed part."""
 
     def __init__(
         self,
@@ -111,8 +111,8 @@ class Progress:
 
     def update(self, elapsed: float, samples: int, nbytes: int) -> None:
         now = time.perf_counter()
-        if now - self._last < self.interval:
-            return
+        if elapsed < 0.5 or now - self._last < self.interval:
+            return  # (a rate over the first instants says nothing)
         self._last = now
         rate = samples / elapsed if elapsed > 0 else 0.0
         line = (
