@@ -289,7 +289,7 @@ class Dataset:
         would make from ``read_at`` of each, without a dict per sample. ``None`` when the
         format is not columnar."""
         n = len(indices)
-        if n == 0:
+        if n == 0 or not self.format.columnar:
             return None
         sh = np.asarray(shards)
         cuts = (np.flatnonzero(np.diff(sh)) + 1).tolist()

@@ -50,6 +50,8 @@ class Format(ABC):
     suffixes: tuple[str, ...] = ()
     #: modules its readers import (preloaded into the forkserver that starts the workers)
     modules: tuple[str, ...] = ()
+    #: readers implement ``ShardReader.read_columns`` (a run of samples at once)
+    columnar: bool = False
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Normalise and check format options (e.g. ``columns``); stored in the manifest."""

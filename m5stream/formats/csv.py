@@ -156,6 +156,7 @@ class CsvReader(ShardReader):
 class CsvFormat(Format):
     name = "csv"
     suffixes = (".csv",)
+    columnar = True
     modules = ("pyarrow", "pyarrow.csv")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

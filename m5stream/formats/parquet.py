@@ -327,6 +327,7 @@ def _check_columns(md: Any, cols: list[str] | None, uri: str) -> None:
 class ParquetFormat(Format):
     name = "parquet"
     suffixes = (".parquet", ".pq")
+    columnar = True
     modules = ("pyarrow", "pyarrow.parquet")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

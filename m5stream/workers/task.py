@@ -80,7 +80,12 @@ def load_samples(
     res = LoadResult()
     io0 = io_counters()
     try:
-        if columnar and transform is None and _load_columns(res, dataset, indices):
+        if (
+            columnar
+            and transform is None
+            and dataset.format.columnar
+            and _load_columns(res, dataset, indices)
+        ):
             return res
         _load(res, dataset, transform, indices, seed, epoch, on_error, defer)
     finally:

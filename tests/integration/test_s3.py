@@ -270,3 +270,17 @@ def test_faults_change_nothing(s3_endpoint: str) -> None:
         assert proxy.stats["slowdown"] >= 3 and proxy.stats["reset"] >= 3
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("nw", [0, 2])
+def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int) -> None:
+    c = s3.client()
+    for i in range(24):
+        c.put(BUCKET, f"once/{i:03d}.bin", sample_bytes(i))
+    ds = m5.dataset(f"s3://{BUCKET}/once/")
+    with m5.Loader(ds, 8, shuffle=True, seed=1, num_workers=nw, output="numpy") as lo:
+        got = {i: b for batch in lo for i, b in zip(batch["__index__"].tolist(), batch["bin"])}
+        io = lo.stats["s3"]
+    assert got == {i: sample_bytes(i) for i in range(24)}
+    assert io["GetObject"] == 24  # one GET per object: nothing fetched twice
+    assert io["bytes"] == sum(len(sample_bytes(i)) for i in range(24))
