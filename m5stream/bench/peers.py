@@ -115,8 +115,7 @@ def run_peer(
     """``({"status": ..., ...}, measurement or None)`` for one peer."""
     if name not in PEERS:
         return _skip(f"unknown peer (known: {', '.join(PEERS)})"), None
-    modules = {"torch": "torch", "webdataset": "webdataset", "s3torchconnector": "s3torchconnector"}
-    for mod in ("torch", modules[name]):
+    for mod in dict.fromkeys(("torch", name)):  # each peer's module is named like the peer
         if importlib.util.find_spec(mod) is None:
             return _skip(f"{mod} is not installed"), None
     if preset.peer_fn is None:

@@ -67,6 +67,7 @@ class Manifest:
         self.offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(self.counts, out=self.offsets[1:])
         self._fingerprint: str | None = None
+        self._snapshot: dict[str, Any] | None = None
 
     @property
     def num_shards(self) -> int:
@@ -120,7 +121,9 @@ class Manifest:
     def snapshot(self) -> dict[str, Any]:
         """What a saved loader state records about the data, so that a mismatch on resume can
         say what changed: the source, the Glue table version and filter where there is one,
-        and the size of the data."""
+        and the size of the data (computed once: the manifest does not change)."""
+        if self._snapshot is not None:
+            return dict(self._snapshot)
         snap: dict[str, Any] = {
             "source": self.source,
             "num_shards": self.num_shards,
@@ -131,7 +134,8 @@ class Manifest:
         if glue:
             snap["table_version"] = glue.get("version_id")
             snap["where"] = glue.get("where")
-        return snap
+        self._snapshot = snap
+        return dict(snap)
 
     def to_json(self) -> str:
         return json.dumps(

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
+from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
 from ..storage.s3 import S3Config
@@ -108,26 +109,14 @@ def _count(uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Confi
     return int(cached_index("csv", f"{uri}\x1f{fmt_key}", size, stamp, build)["rows"][0])
 
 
-def _column_values(col: Any) -> Any:
-    import pyarrow as pa
-
-    t = col.type
-    if col.null_count == 0 and (
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-    ):
-        return col.to_numpy()
-    return col.to_pylist()
-
-
 class CsvReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
         path = local_shard(shard.uri, shard.size, shard.stamp, shard.s3)
-        table = _parse(path, shard.uri, options, options.get("columns"))
-        self.num_rows = table.num_rows
-        self._data = {
-            name: _column_values(table.column(name).combine_chunks()) for name in table.column_names
-        }
+        self.block = ColumnBlock(
+            _parse(path, shard.uri, options, options.get("columns")), shard.key, 0
+        )
+        self.num_rows = self.block.num_rows
 
     def read(self, local: int) -> tuple[str, Sample]:
         if not 0 <= local < self.num_rows:
@@ -136,21 +125,14 @@ class CsvReader(ShardReader):
                 "since the manifest was made",
                 uri=self.shard.uri,
             )
-        return f"{self.shard.key}#{local}", {k: v[local] for k, v in self._data.items()}
+        return self.block.row(local)
 
-    def read_columns(self, locals_: list[int]) -> tuple[list[str], dict[str, Any]]:
+    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]]:
         rows = np.asarray(locals_, dtype=np.int64)
         bad = rows[(rows < 0) | (rows >= self.num_rows)]
         if len(bad):
             self.read(int(bad[0]))  # raises, naming the record
-        cols = {
-            k: v[rows] if isinstance(v, np.ndarray) else [v[i] for i in rows.tolist()]
-            for k, v in self._data.items()
-        }
-        return [f"{self.shard.key}#{i}" for i in rows.tolist()], cols
-
-    def close(self) -> None:
-        self._data = {}
+        return self.block.take(rows)
 
 
 class CsvFormat(Format):

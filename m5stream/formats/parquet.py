@@ -23,7 +23,7 @@ import numpy as np
 
 from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
-from ..columns import concat
+from ..columns import ColumnBlock, concat
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
 from ..storage.s3 import S3Config, client, parse_s3_uri
@@ -181,19 +181,6 @@ def _chunk_ranges(rg: Any, columns: list[str] | None) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in merged]
 
 
-def _column_values(col: Any) -> Any:
-    """Primitive non-null columns as numpy; others stay Arrow arrays (made into Python values
-    per batch or per row, never a whole row group at a time)."""
-    import pyarrow as pa
-
-    t = col.type
-    if col.null_count == 0 and (
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-    ):
-        return col.to_numpy()
-    return col
-
-
 class ParquetReader(ShardReader):
     def __init__(self, shard: ShardInfo, options: dict[str, Any]) -> None:
         super().__init__(shard, options)
@@ -209,8 +196,7 @@ class ParquetReader(ShardReader):
         self.group_starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
         self.columns: list[str] | None = options.get("columns")
         self._group = -1
-        self._data: dict[str, Any] = {}
-        self._lists: dict[str, list[Any]] = {}
+        self._block: ColumnBlock | None = None
 
     def _remote_group(self, g: int) -> Any:
         import pyarrow as pa
@@ -239,79 +225,38 @@ class ParquetReader(ShardReader):
                 table = self.file.read_row_group(g, columns=self.columns)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
-        self._data = {
-            name: _column_values(table.column(name).combine_chunks()) for name in table.column_names
-        }
-        self._lists = {}
-        self._keys: Any = None
+        self._block = ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
         self._group = g
 
-    def _group_keys(self) -> Any:
-        """The current group's sample keys as an Arrow string array (made once per group:
-        a Python string per key costs ~5x more than Arrow making the list from these)."""
-        if self._keys is None:
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            g = self._group
-            rows = np.arange(self.group_starts[g], self.group_starts[g + 1], dtype=np.int64)
-            self._keys = pc.binary_join_element_wise(
-                pa.scalar(self.shard.key + "#"), pa.array(rows).cast(pa.string()), ""
-            )
-        return self._keys
-
-    def _values(self, name: str) -> Any:
-        """Column ``name`` of the current group, indexable by row (numpy or a Python list)."""
-        v = self._data[name]
-        if isinstance(v, np.ndarray):
-            return v
-        got = self._lists.get(name)
-        if got is None:
-            got = self._lists[name] = v.to_pylist()
-        return got
+    def _group_of(self, local: int) -> ColumnBlock:
+        g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
+        if g != self._group or self._block is None:
+            self._load_group(g)
+        assert self._block is not None
+        return self._block
 
     def read(self, local: int) -> tuple[str, Sample]:
-        g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
-        if g != self._group:
-            self._load_group(g)
-        row = local - int(self.group_starts[g])
-        return f"{self.shard.key}#{local}", {k: self._values(k)[row] for k in self._data}
+        block = self._group_of(local)
+        return block.row(local - block.first)
 
-    def read_columns(self, locals_: list[int]) -> tuple[list[str], dict[str, Any]]:
+    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]]:
         rows = np.asarray(locals_, dtype=np.int64)
         groups = np.searchsorted(self.group_starts, rows, side="right") - 1
         # runs of consecutive rows in one row group (one run per group in the natural order)
         cuts = np.flatnonzero(np.diff(groups)) + 1
         parts: list[dict[str, Any]] = []
         keys: list[Any] = []
-        for run_rows, g in zip(np.split(rows, cuts), groups[np.r_[0, cuts]].tolist()):
-            if g != self._group:
-                self._load_group(g)
-            r = run_rows - int(self.group_starts[g])
-            n, a = len(r), int(r[0])
-            if int(r[-1]) - a + 1 == n and (n == 1 or bool((np.diff(r) == 1).all())):
-                sel: slice | np.ndarray = slice(a, a + n)  # consecutive rows: slices, no gather
-            else:
-                sel = r
-            parts.append({k: _take(v, sel) for k, v in self._data.items()})
-            keys.append(_take(self._group_keys(), sel))
+        for run_rows in np.split(rows, cuts):
+            block = self._group_of(int(run_rows[0]))
+            k, cols = block.take(run_rows - block.first)
+            keys.append(k)
+            parts.append(cols)
         cols = {k: concat([p[k] for p in parts]) for k in parts[0]} if parts else {}
         return concat(keys), cols
 
     def close(self) -> None:
-        self._data = {}
-        self._lists = {}
+        self._block = None
         self._group = -1
-
-
-def _take(values: Any, sel: slice | np.ndarray) -> Any:
-    """``values[sel]``: rows of a numpy column, or of an Arrow column (still Arrow: see
-    ``m5stream.columns``)."""
-    if isinstance(values, np.ndarray):
-        return values[sel]
-    if isinstance(sel, slice):
-        return values.slice(sel.start, sel.stop - sel.start)
-    return values.take(sel)
 
 
 def _check_columns(md: Any, cols: list[str] | None, uri: str) -> None:
