@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 import os
 import posixpath
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +77,40 @@ class GlueTable:
 
 
 # ------------------------------------------------------------------ the Glue API
+#: environment that decides a Glue client's credentials, region and endpoint
+_CLIENT_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_GLUE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def _glue_client(t: GlueTable) -> Any:
+    """A boto3 Glue client, kept per process for the same settings: making one loads the
+    service model (~0.2 s, most of resolving a table), and botocore clients are thread-safe.
+    The key holds the environment that decides credentials and endpoint (hashed: no secret
+    is kept in the key) and the pid (a client must not cross a fork)."""
+    env = hashlib.sha256(repr([os.environ.get(k) for k in _CLIENT_ENV]).encode()).hexdigest()
+    key = (os.getpid(), t.region, t.endpoint, env)
+    with _clients_lock:
+        got = _clients.get(key)
+        if got is None:
+            got = _clients[key] = _new_glue_client(t)
+            while len(_clients) > 8:
+                del _clients[next(iter(_clients))]
+    return got
+
+
+def _new_glue_client(t: GlueTable) -> Any:
     try:
         import boto3
     except ImportError:

@@ -93,3 +93,21 @@ def test_glue_uris() -> None:
             GlueTable.parse(bad)
     with pytest.raises(m5.ConfigError, match="format and options come from the catalog"):
         m5.dataset("glue://db/t", format="csv")
+
+
+def test_glue_client_is_kept_per_process_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("boto3")
+    from m5stream.catalog import glue
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-1")
+    t = glue.GlueTable("db", "tbl", region="us-east-1", endpoint="http://127.0.0.1:9")
+    first = glue._glue_client(t)
+    assert glue._glue_client(t) is first  # the service model is loaded once
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-2")  # new credentials: a new client
+    second = glue._glue_client(t)
+    assert second is not first
+    assert second._request_signer._credentials.secret_key == "secret-2"
+    other = glue.GlueTable("db", "tbl", region="eu-west-1", endpoint="http://127.0.0.1:9")
+    assert glue._glue_client(other).meta.region_name == "eu-west-1"
+    assert all("secret" not in repr(k) for k in glue._clients)
