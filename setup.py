@@ -17,6 +17,7 @@ _COMMON = {
 extensions = [
     Extension("m5stream._native.sampler", ["csrc/m5stream/_native/sampler.pyx"], **_COMMON),
     Extension("m5stream._native.tarscan", ["csrc/m5stream/_native/tarscan.pyx"], **_COMMON),
+    Extension("m5stream._native.textcol", ["csrc/m5stream/_native/textcol.pyx"], **_COMMON),
     # libjpeg-turbo (>= 1.5 for jpeg_crop_scanline / jpeg_skip_scanlines) from the system
     Extension(
         "m5stream._native.imgops",

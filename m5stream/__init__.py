@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # ``m5stream.dataset`` submodule (which would otherwise shadow it).
 from .catalog import Manifest
 from .catalog.glue import GlueTable
+from .columns import Keys
 from .dataset import Dataset, dataset
 from .errors import (
     ConfigError,
@@ -38,6 +39,7 @@ __all__ = [
     "CorruptData",
     "Dataset",
     "GlueTable",
+    "Keys",
     "Loader",
     "M5Error",
     "Manifest",

@@ -1,30 +1,177 @@
-"""Columns of a batch read column-wise (Parquet, CSV): concatenation and finishing.
+"""Columns of a batch read column-wise (Parquet, CSV): decoded blocks, keys, concatenation.
 
 A column is a 1-d numpy array, a Python list, or - for text and binary columns without nulls -
 a ``pyarrow`` string/binary array. The Arrow form is kept as long as possible: a worker copies
 its offsets and bytes into the batch's shared-memory slot (no Python object per value, nothing
 pickled), and the trainer makes the Python ``str``/``bytes`` list once, when the batch is
-delivered. :func:`finish` turns every column into what the row path would have batched
-(``workers.assemble`` rules), so both paths deliver identical batches.
+delivered, with the ``m5stream._native.textcol`` kernel. :func:`finish` turns every column into
+what the row path would have batched (``workers.assemble`` rules), so both paths deliver
+identical batches.
+
+The ``__key__`` of such a batch is a :class:`Keys`: the same strings as the row path's list
+(``<shard key>#<row>``), described by runs of rows and made only when they are read. A table's
+rows have no key of their own, and making one Python string per row for every batch cost
+more than making the batch's text column (issue #5's measurements).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import pairwise
+from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["arrow_text", "concat", "finish", "settle"]
+__all__ = [
+    "ColumnBlock",
+    "Keys",
+    "arrow_text",
+    "arrow_values",
+    "concat",
+    "finish",
+    "settle",
+    "values_from_offsets_reference",
+]
+
+
+class Keys(Sequence[str]):
+    """The sample keys of a batch read column-wise: ``<prefix><row>`` for runs of rows.
+
+    A read-only sequence of ``str`` that equals the list of the same strings (and compares,
+    indexes, slices, iterates and pickles like one); the strings are made on first use and
+    then kept. ``Keys(iterable_of_str)`` makes one from plain strings (what ``type(x)(items)``
+    does in generic code such as torch's ``pin_memory``)."""
+
+    __slots__ = ("_list", "_n", "_parts")
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._list: list[str] | None = [str(k) for k in keys]
+        self._parts: list[tuple[str, range | np.ndarray]] = []
+        self._n = len(self._list)
+
+    @classmethod
+    def runs(cls, parts: list[tuple[str, range | np.ndarray]]) -> Keys:
+        """Keys of ``parts``: ``(prefix, rows)`` with rows a ``range`` or an int array."""
+        k = cls.__new__(cls)
+        k._list = None
+        k._parts = parts
+        k._n = sum(len(r) for _, r in parts)
+        return k
+
+    @staticmethod
+    def concat(items: list[Keys]) -> Keys:
+        """One ``Keys`` of several in order (adjacent ranges of one prefix merged)."""
+        if any(k._list is not None for k in items):
+            return Keys(v for k in items for v in k)
+        parts: list[tuple[str, range | np.ndarray]] = []
+        for k in items:
+            for prefix, rows in k._parts:
+                if parts and isinstance(rows, range) and rows.step == 1:
+                    p, last = parts[-1]
+                    if p == prefix and isinstance(last, range) and last.stop == rows.start:
+                        parts[-1] = (p, range(last.start, rows.stop))
+                        continue
+                parts.append((prefix, rows))
+        return Keys.runs(parts)
+
+    def tolist(self) -> list[str]:
+        if self._list is None:
+            self._list = [
+                f"{prefix}{r}"
+                for prefix, rows in self._parts
+                for r in (rows if isinstance(rows, range) else rows.tolist())
+            ]
+            self._parts = []
+        return self._list
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice) or self._list is not None:
+            return self.tolist()[i]
+        i = int(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("key index out of range")
+        for prefix, rows in self._parts:
+            if i < len(rows):
+                return f"{prefix}{int(rows[i])}"
+            i -= len(rows)
+        raise IndexError("key index out of range")  # not reached: _n counts the parts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Keys):
+            return self._n == other._n and self.tolist() == other.tolist()
+        if isinstance(other, (list, tuple)):
+            return self._n == len(other) and self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a sequence with list semantics
+
+    def __repr__(self) -> str:
+        return f"Keys({self.tolist()!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._list is not None:
+            return (Keys, (self._list,))
+        return (Keys.runs, (self._parts,))
+
+
+def values_from_offsets_reference(offsets: np.ndarray, data: Any, text: bool = True) -> list[Any]:
+    """Pure-Python twin of ``m5stream._native.textcol.values_from_offsets``."""
+    o = np.asarray(offsets, dtype=np.int64).tolist()
+    b = bytes(data)
+    if not o or o[0] < 0 or o[-1] > len(b) or any(x > y for x, y in pairwise(o)):
+        raise ValueError("text column offsets are not increasing or point outside its bytes")
+    vals = [b[x:y] for x, y in pairwise(o)]
+    return [v.decode("utf-8") for v in vals] if text else vals
+
+
+def arrow_values(column: Any) -> list[Any]:
+    """The Python values of an Arrow column (``str``/``bytes`` through the text kernel)."""
+    if arrow_text(column):
+        from ._native.textcol import values_from_offsets
+
+        bufs = column.buffers()
+        n, off = len(column), column.offset
+        if bufs[1] is None:  # an empty array may have no offsets buffer
+            return []
+        offsets = np.frombuffer(bufs[1], dtype=np.int32)[off : off + n + 1]
+        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else _EMPTY
+        return values_from_offsets(offsets, data, text=column.type.id == _text_ids()[0])
+    return list(column.to_pylist())
+
+
+_EMPTY = np.zeros(0, np.uint8)
+_TEXT_IDS: tuple[int, ...] = ()
+
+
+def _text_ids() -> tuple[int, ...]:
+    """Arrow type ids of ``string`` and ``binary`` (int32 offsets; the large types are
+    made into lists by pyarrow)."""
+    global _TEXT_IDS
+    if not _TEXT_IDS:
+        import pyarrow as pa
+
+        _TEXT_IDS = (pa.string().id, pa.binary().id)
+    return _TEXT_IDS
 
 
 def arrow_text(column: Any) -> bool:
     """A pyarrow string/binary array without nulls (shipped as offsets + bytes)."""
     t = getattr(column, "type", None)
-    if t is None or getattr(column, "null_count", 1) != 0:
+    if t is None or isinstance(column, np.ndarray) or getattr(column, "null_count", 1) != 0:
         return False
-    import pyarrow as pa
-
-    return bool(pa.types.is_string(t) or pa.types.is_binary(t))
+    return getattr(t, "id", None) in _text_ids()
 
 
 def _as_list(column: Any) -> list[Any]:
@@ -32,13 +179,17 @@ def _as_list(column: Any) -> list[Any]:
         return column
     if isinstance(column, np.ndarray):
         return column.tolist()
-    return list(column.to_pylist())
+    if isinstance(column, Keys):
+        return column.tolist()
+    return arrow_values(column)
 
 
 def concat(columns: list[Any]) -> Any:
     """One column from the pieces of several shards (types as uniform as they allow)."""
     if len(columns) == 1:
         return columns[0]
+    if all(isinstance(c, Keys) for c in columns):
+        return Keys.concat(columns)
     if all(isinstance(c, np.ndarray) for c in columns):
         return np.concatenate(columns)
     if all(arrow_text(c) for c in columns) and len({c.type for c in columns}) == 1:
@@ -50,7 +201,7 @@ def concat(columns: list[Any]) -> Any:
 
 def settle(column: Any) -> Any:
     """Arrow text stays; other Arrow arrays and lists follow the row path's batching rules."""
-    if isinstance(column, np.ndarray) or arrow_text(column):
+    if isinstance(column, (np.ndarray, Keys)) or arrow_text(column):
         return column
     from .workers.assemble import classify
 
@@ -70,19 +221,26 @@ def finish(batch: dict[str, Any]) -> dict[str, Any]:
 
 def _column_values(col: Any) -> Any:
     """Primitive non-null columns as numpy; others stay Arrow arrays (made into Python values
-    per batch or per row, never a whole block at a time)."""
+    per batch or per row, never a whole block at a time).
+
+    The numpy arrays are writable copies, made once per block where it is decoded (a read-ahead
+    thread): batches are then plain views of them. A per-batch copy in the trainer would
+    release the GIL (numpy does for copies of 500+ elements) and wait to get it back from the
+    decode threads."""
     import pyarrow as pa
 
     t = col.type
     if col.null_count == 0 and (
         pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
     ):
-        return col.to_numpy()
+        return col.to_numpy(zero_copy_only=False, writable=True)
     return col
 
 
 def _take(values: Any, sel: slice | np.ndarray) -> Any:
-    """``values[sel]``: rows of a numpy column, or of an Arrow column (still Arrow)."""
+    """``values[sel]``: rows of a numpy column (a view of the block's writable copy for a
+    slice, which keeps the block's column alive while the batch lives), or of an Arrow column
+    (still Arrow)."""
     if isinstance(values, np.ndarray):
         return values[sel]
     if isinstance(sel, slice):
@@ -103,7 +261,10 @@ class ColumnBlock:
         self.shard_key = shard_key
         self.first = first
         self._lists: dict[str, list[Any]] = {}
-        self._keys: Any = None
+        #: S3 requests and bytes the block's read made, and the seconds it took (set by the
+        #: reader and the read-ahead that decoded it)
+        self.io: dict[str, int] = {}
+        self.seconds = 0.0
 
     def _values(self, name: str) -> Any:
         """Column ``name`` indexable by row (numpy, or the Arrow column as a Python list)."""
@@ -112,31 +273,28 @@ class ColumnBlock:
             return v
         got = self._lists.get(name)
         if got is None:
-            got = self._lists[name] = v.to_pylist()
+            got = self._lists[name] = arrow_values(v)
         return got
 
     def row(self, i: int) -> tuple[str, dict[str, Any]]:
         """Row ``i``'s key and fields (the row path)."""
         return f"{self.shard_key}#{self.first + i}", {k: self._values(k)[i] for k in self.data}
 
-    def _all_keys(self) -> Any:
-        # made once per block as Arrow: a Python string per key costs ~5x more than Arrow
-        # making the list from these
-        if self._keys is None:
-            import pyarrow as pa
-            import pyarrow.compute as pc
+    def take_range(self, a: int, n: int) -> tuple[Keys, dict[str, Any]]:
+        """Keys and columns of the block-relative rows ``a .. a + n - 1``."""
+        sel = slice(a, a + n)
+        keys = Keys.runs([(f"{self.shard_key}#", range(self.first + a, self.first + a + n))])
+        return keys, {k: _take(v, sel) for k, v in self.data.items()}
 
-            rows = np.arange(self.first, self.first + self.num_rows, dtype=np.int64)
-            self._keys = pc.binary_join_element_wise(
-                pa.scalar(self.shard_key + "#"), pa.array(rows).cast(pa.string()), ""
-            )
-        return self._keys
-
-    def take(self, rows: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    def take(self, rows: np.ndarray) -> tuple[Keys, dict[str, Any]]:
         """Keys and columns of ``rows`` (block-relative): slices when they are consecutive
-        (the natural and block orders), a gather otherwise."""
+        (the natural order and most of a block shuffle's runs), a gather otherwise."""
         n, a = len(rows), int(rows[0])
-        sel: slice | np.ndarray = rows
+        prefix = f"{self.shard_key}#"
         if int(rows[-1]) - a + 1 == n and (n == 1 or bool((np.diff(rows) == 1).all())):
-            sel = slice(a, a + n)
-        return _take(self._all_keys(), sel), {k: _take(v, sel) for k, v in self.data.items()}
+            sel: slice | np.ndarray = slice(a, a + n)
+            keys = Keys.runs([(prefix, range(self.first + a, self.first + a + n))])
+        else:
+            sel = rows
+            keys = Keys.runs([(prefix, rows + self.first)])
+        return keys, {k: _take(v, sel) for k, v in self.data.items()}

@@ -9,6 +9,7 @@ them, so workers never share file descriptors.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from .catalog.glue import GlueTable, glue_manifest, partition_value
 from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
 from .catalog.s3list import list_s3
-from .columns import arrow_text, concat, settle
+from .columns import ColumnBlock, Keys, concat, settle
 from .errors import ConfigError, CorruptData, M5Error, NotFound
 from .formats import Format, Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
@@ -171,6 +172,15 @@ def _relative(uri: str, root: str) -> str:
     return os.path.relpath(uri, root)
 
 
+def _reorder(column: Any, order: np.ndarray) -> Any:
+    """``column`` (numpy, Arrow or list) in the row order ``order``."""
+    if isinstance(column, np.ndarray):
+        return column[order]
+    if isinstance(column, list):
+        return [column[i] for i in order.tolist()]
+    return column.take(order)
+
+
 def _constant(value: Any, n: int) -> Any:
     """``n`` copies of a partition value as the row path would batch them."""
     if isinstance(value, (bool, int, float)):
@@ -197,6 +207,8 @@ class Dataset:
         ]
         self._pvalues: dict[int, dict[str, Any]] = {}
         self._units: dict[int, Any] = {}
+        self._unit_lists: dict[int, list[int]] = {}
+        self._offsets_list: list[int] | None = None
 
     def locality(self, index: int) -> tuple[int, int] | None:
         """``(shard, decode unit)`` of sample ``index`` where reading it decodes a whole unit
@@ -281,48 +293,181 @@ class Dataset:
         fields["__index__"] = int(index)
         return fields
 
-    def read_columns(
-        self, indices: np.ndarray, shards: np.ndarray, locals_: np.ndarray
+    def units_of(self, shards: np.ndarray, locals_: np.ndarray) -> np.ndarray:
+        """The decode unit (Parquet row group; 0 for a format that decodes whole shards) of
+        each located sample."""
+        units = np.zeros(len(shards), dtype=np.int64)
+        if type(self.format).unit_starts is Format.unit_starts or not len(shards):
+            return units
+        sh = np.asarray(shards)
+        first, last = int(sh[0]), int(sh[-1])
+        if first == last and bool((sh == first).all()):
+            return self._unit_index(first, np.asarray(locals_))
+        for shard in np.unique(sh).tolist():
+            mask = sh == shard
+            units[mask] = self._unit_index(shard, np.asarray(locals_)[mask])
+        return units
+
+    def _unit_list(self, shard: int) -> list[int]:
+        """First rows of ``shard``'s decode units, plus its row count, as Python ints."""
+        got = self._unit_lists.get(shard)
+        if got is None:
+            self._unit_index(shard, np.zeros(0, dtype=np.int64))  # loads the unit starts
+            starts = self._units[shard]
+            got = [0] if starts is None else [int(x) for x in starts]
+            got.append(int(self.manifest.counts[shard]))
+            self._unit_lists[shard] = got
+        return got
+
+    def segments(self, start: int, count: int) -> list[tuple[int, int, int, int]]:
+        """The consecutive samples ``start .. start + count - 1`` as ``(shard, unit, first
+        local, count)`` runs, one per decode unit they touch (scalar arithmetic: the natural
+        order's batches skip the array work of :meth:`locate_many` / :meth:`units_of`)."""
+        offsets = self._offsets_list
+        if offsets is None:
+            offsets = self._offsets_list = self.manifest.offsets.tolist()
+        if start < 0 or count < 0 or start + count > offsets[-1]:
+            raise IndexError(f"sample index out of range [0, {offsets[-1]})")
+        out = []
+        shard = bisect.bisect_right(offsets, start) - 1
+        while count > 0:
+            while offsets[shard + 1] <= start:
+                shard += 1
+            local = start - offsets[shard]
+            bounds = self._unit_list(shard)
+            unit = bisect.bisect_right(bounds, local) - 1
+            n = min(count, bounds[unit + 1] - local)
+            out.append((shard, unit, local, n))
+            start += n
+            count -= n
+        return out
+
+    def _unit_index(self, shard: int, locals_: np.ndarray) -> np.ndarray:
+        starts = self._units.get(shard, False)
+        if starts is False:
+            starts = self._units[shard] = self.format.unit_starts(
+                self.manifest.shard(shard, self.s3), self.manifest.options
+            )
+        if starts is None:
+            return np.zeros(len(locals_), dtype=np.int64)
+        return np.searchsorted(starts, locals_, side="right").astype(np.int64) - 1
+
+    def fetch_unit(self, shard: int, unit: int) -> Any:
+        """Start fetching decode unit ``unit`` of ``shard`` (see ``ShardReader.fetch_unit``)."""
+        return self._reader(shard).fetch_unit(unit)
+
+    def block(self, shard: int, unit: int, local: int) -> ColumnBlock:
+        """The decoded unit holding sample ``local`` of ``shard`` (this process's reader)."""
+        try:
+            got = self._reader(shard).block_at(local)
+        except M5Error as exc:
+            exc.add_context(uri=self.manifest.uri(shard))
+            raise
+        if got is None:
+            raise ConfigError(f"format {self.format.name!r} is not read column-wise")
+        return got
+
+    def read_segments(
+        self,
+        indices: np.ndarray,
+        segments: list[tuple[int, int, int, int]],
+        blocks: Callable[[int, int, int], ColumnBlock] | None = None,
     ) -> dict[str, Any] | None:
-        """The batch of ``indices`` (located by :meth:`locate_many`) as columns, read a run of
-        same-shard samples at a time: the batch :func:`~m5stream.workers.assemble.assemble_numpy`
-        would make from ``read_at`` of each, without a dict per sample. ``None`` when the
-        format is not columnar."""
+        """:meth:`read_columns` of consecutive samples given as :meth:`segments`."""
+        if not segments or not self.format.columnar:
+            return None
+        get = blocks or self.block
+        keys: list[Keys] = []
+        parts: list[dict[str, Any]] = []
+        for shard, unit, local, n in segments:
+            block = get(shard, unit, local)
+            a = local - block.first
+            if a < 0 or a + n > block.num_rows:
+                raise CorruptData(
+                    f"record {local + n - 1} is beyond what the file holds: it changed "
+                    "since the manifest was made",
+                    uri=self.manifest.uri(shard),
+                )
+            k, cols = block.take_range(a, n)
+            if self._pkeys:
+                cols = dict(cols)
+                for name, value in self.partition_fields(shard).items():
+                    cols[name] = _constant(value, n)
+            keys.append(k)
+            parts.append(cols)
+        return self._join(indices, keys, parts, None)
+
+    def _join(
+        self,
+        indices: np.ndarray,
+        keys: list[Keys],
+        parts: list[dict[str, Any]],
+        inverse: np.ndarray | None,
+    ) -> dict[str, Any]:
+        names = list(parts[0])
+        if len(parts) > 1 and any(list(p) != names for p in parts):
+            raise CorruptData(
+                f"shards of one batch have different fields: {[list(p) for p in parts]}"
+            )
+        batch = {k: settle(concat([p[k] for p in parts])) for k in names}
+        key_col: Keys = Keys.concat(keys) if len(keys) > 1 else keys[0]
+        if inverse is not None:
+            batch = {k: _reorder(v, inverse) for k, v in batch.items()}
+            key_col = Keys([key_col[i] for i in inverse.tolist()])
+        batch["__index__"] = np.asarray(indices, dtype=np.int64)
+        batch["__key__"] = key_col
+        return batch
+
+    def read_columns(
+        self,
+        indices: np.ndarray,
+        shards: np.ndarray,
+        locals_: np.ndarray,
+        blocks: Callable[[int, int, int], ColumnBlock] | None = None,
+        units: np.ndarray | None = None,
+    ) -> dict[str, Any] | None:
+        """The batch of ``indices`` (located by :meth:`locate_many`) as columns, sliced out of
+        decoded units (``blocks(shard, unit, local)``, by default this process's readers): the
+        batch :func:`~m5stream.workers.assemble.assemble_numpy` would make from ``read_at`` of
+        each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
         if n == 0 or not self.format.columnar:
             return None
-        sh = np.asarray(shards)
-        cuts = (np.flatnonzero(np.diff(sh)) + 1).tolist()
-        starts, ends = [0, *cuts], [*cuts, n]
-        keys: list[Any] = []
+        get = blocks or self.block
+        sh = np.asarray(shards, dtype=np.int64)
+        loc = np.asarray(locals_, dtype=np.int64)
+        un = self.units_of(sh, loc) if units is None else units
+        group = sh * (int(un.max()) + 1) + un
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        inverse = None
+        if len(cuts) >= 1 and len(np.unique(group)) <= len(cuts):
+            # a unit's rows come back in several runs (a block shuffle across units): read
+            # each unit once, in sorted order, and put the rows back in the batch's order
+            order = np.argsort(group, kind="stable")
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(n, dtype=order.dtype)
+            sh, loc, un, group = sh[order], loc[order], un[order], group[order]
+            cuts = np.flatnonzero(np.diff(group)) + 1
+        keys: list[Keys] = []
         parts: list[dict[str, Any]] = []
-        loc = np.asarray(locals_).tolist()
-        for a, b in zip(starts, ends):
+        for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), n]):
             shard = int(sh[a])
-            try:
-                got = self._reader(shard).read_columns(loc[a:b])
-            except M5Error as exc:
-                exc.add_context(uri=self.manifest.uri(shard))
-                raise
-            if got is None:
-                return None
-            k, cols = got
+            block = get(shard, int(un[a]), int(loc[a]))
+            rows = loc[a:b] - block.first
+            if int(rows.max()) >= block.num_rows or int(rows.min()) < 0:
+                raise CorruptData(
+                    f"record {int(loc[a:b].max())} is beyond what the file holds: it changed "
+                    "since the manifest was made",
+                    uri=self.manifest.uri(shard),
+                )
+            k, cols = block.take(rows)
             if self._pkeys:
                 cols = dict(cols)
                 for name, value in self.partition_fields(shard).items():
                     cols[name] = _constant(value, b - a)
             keys.append(k)
             parts.append(cols)
-        names = list(parts[0])
-        if any(list(p) != names for p in parts):
-            raise CorruptData(
-                f"shards of one batch have different fields: {[list(p) for p in parts]}"
-            )
-        batch = {k: settle(concat([p[k] for p in parts])) for k in names}
-        batch["__index__"] = np.asarray(indices, dtype=np.int64)
-        key_col = concat(keys)
-        batch["__key__"] = key_col if arrow_text(key_col) else list(key_col)
-        return batch
+        return self._join(indices, keys, parts, inverse)
 
     __getitem__ = get
 

@@ -11,7 +11,13 @@ current epoch. Iterating again after an epoch completed moves to the next epoch,
 ``set_epoch`` was called since, in which case that completed epoch yields nothing.
 
 Batches: a dict of fixed-shape fields stacked into arrays, variable-length fields as lists,
-``__index__`` (int64 global sample ids) and ``__key__`` (list of str). With ``copy=False`` (the
+``__index__`` (int64 global sample ids) and ``__key__`` (list of str; for batches read
+column-wise an equal :class:`m5stream.Keys` sequence that makes the strings on first use).
+
+Paths: a column-wise source (Parquet, CSV) with no transform, in the natural or block order,
+is read by the block path (``m5stream.workers.blocks``: ``num_workers`` threads decode each
+row group once, ahead, and batches are sliced in this process); everything else goes through
+worker processes (``num_workers > 0``) or runs inline. With ``copy=False`` (the
 default) arrays are zero-copy views of a shared-memory slot, and the slot is reused only once
 every view (and tensor made from one) of that batch is gone; keep a batch beyond the next few
 iterations only with ``copy=True``, which copies each batch out once. ``output="torch"``
@@ -34,11 +40,13 @@ import numpy as np
 from .columns import finish as finish_columns
 from .dataset import Dataset, dataset
 from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
-from .sampling import Order, batch_indices, rank_bounds, steps_per_epoch
+from .sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
 from .state import STATE_VERSION, check_state
 from .stats import Stats
+from .storage.s3 import io_counters, io_delta
 from .transforms import TransformFn
 from .workers.assemble import assemble_numpy, read_batch
+from .workers.blocks import BlockReadAhead
 from .workers.pool import WorkerPool
 from .workers.prefetch import ShardPrefetcher
 from .workers.protocol import Cmd, Reply
@@ -77,6 +85,11 @@ def _torch_dist(fn: str) -> int | None:
     if dist.is_available() and dist.is_initialized():
         return int(getattr(dist, fn)())
     return None
+
+
+def _getter(blocks: dict[tuple[int, int], Any]) -> Any:
+    """``Dataset.read_columns``'s block source over already decoded ``blocks``."""
+    return lambda shard, unit, _local: blocks[(shard, unit)]
 
 
 class _Resources:
@@ -120,6 +133,7 @@ class Loader:
         slot_bytes: int = 1 << 20,
         timeout: float | None = None,
         start_method: str | None = None,
+        columnar_reads: str = "threads",
     ) -> None:
         if isinstance(ds, str):
             ds = dataset(ds)
@@ -131,6 +145,10 @@ class Loader:
             raise ConfigError("num_workers must be >= 0")
         if on_error not in ("raise", "skip"):
             raise ConfigError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        if columnar_reads not in ("threads", "workers"):
+            raise ConfigError(
+                f"columnar_reads must be 'threads' or 'workers', not {columnar_reads!r}"
+            )
         if output not in ("auto", "numpy", "torch"):
             raise ConfigError(f"output must be 'auto', 'numpy' or 'torch', not {output!r}")
         self.dataset = ds
@@ -161,6 +179,7 @@ class Loader:
         self.order = Order(
             ds.manifest.counts, shuffle=shuffle, seed=self.seed, block_size=block_size
         )
+        self.columnar_reads = columnar_reads
         self.global_batch_size = batch_size * self.world_size
         self._torch = self._want_torch(output)
         self._epoch = 0
@@ -296,14 +315,40 @@ class Loader:
             self._step = 0
         self._hold = False
         self._gen += 1
+        if self.blockwise:
+            return self._iter_blocks(self._gen)
         if self.num_workers == 0:
             return self._iter_inline(self._gen)
         return self._iter_workers(self._gen)
+
+    @property
+    def blockwise(self) -> bool:
+        """Batches are sliced in this process out of units that ``num_workers`` threads
+        decode ahead (``m5stream.workers.blocks``): a column-wise source, no per-sample or
+        batch transform, an order whose batches read few units (natural or block shuffle),
+        and ``columnar_reads="threads"``."""
+        return (
+            self.columnar_reads == "threads"
+            and self.transform is None
+            and self.batch_transform is None
+            and self.dataset.format.columnar
+            and self.order.mode in ("none", "block")
+        )
 
     def _indices(self, step: int) -> np.ndarray:
         return batch_indices(
             self.order,
             self._epoch,
+            step,
+            batch_size=self.batch_size,
+            world_size=self.world_size,
+            rank=self.rank,
+            even=self.even_batches,
+        )
+
+    def _run(self, step: int) -> tuple[int, int] | None:
+        return batch_run(
+            self.order,
             step,
             batch_size=self.batch_size,
             world_size=self.world_size,
@@ -373,6 +418,79 @@ class Loader:
             self._step = step + 1
             if batch is not None:
                 yield self._finish(batch)
+
+    # -- block path
+    def _iter_blocks(self, gen: int) -> Iterator[dict[str, Any]]:
+        epoch = self._epoch
+        clock = time.perf_counter
+        ahead = BlockReadAhead(
+            self.dataset,
+            self._indices,
+            self._step,
+            self.steps_per_epoch,
+            threads=self.num_workers,
+            # fetches start when a unit is planned: with twice as many units ahead as
+            # threads, a thread that finishes a decode finds the next unit's bytes arrived
+            depth=2 * self.num_workers + 2,
+            runs=self._run,
+        )
+        with ahead:
+            while self._gen == gen and self._step < self.steps_per_epoch:
+                step = self._step
+                t0 = clock()
+                io0 = io_counters()  # S3 requests start in this thread (Stats.add_io sums)
+                plan, blocks = ahead.take(step)
+                t1 = clock()
+                seconds = {"wait": t1 - t0}
+                batch: dict[str, Any] | None = None
+                io = io_delta(io0)
+                skipped: list[list[Any]] = []
+                if not isinstance(blocks, BaseException) and len(plan.indices):
+                    seconds["read"], block_io = ahead.first_reads(blocks)
+                    for k, v in block_io.items():
+                        io[k] = io.get(k, 0) + v
+                    try:
+                        if plan.segments is not None:
+                            cols = self.dataset.read_segments(
+                                plan.indices, plan.segments, _getter(blocks)
+                            )
+                        else:
+                            assert plan.shards is not None and plan.locals_ is not None
+                            cols = self.dataset.read_columns(
+                                plan.indices,
+                                plan.shards,
+                                plan.locals_,
+                                blocks=_getter(blocks),
+                                units=plan.units,
+                            )
+                        batch = finish_columns(cols) if cols is not None else None
+                    except Exception:
+                        batch = None  # the row path below finds the failing sample
+                    seconds["assemble"] = clock() - t1
+                if batch is None and len(plan.indices):
+                    # a unit failed to decode (or the batch to slice): read the batch row by
+                    # row, which raises or skips exactly as the other paths do
+                    res = load_samples(
+                        self.dataset,
+                        None,
+                        plan.indices,
+                        seed=self.seed,
+                        epoch=epoch,
+                        on_error=self.on_error,
+                    )
+                    if res.error is not None:
+                        raise res.error.to_exception(None)
+                    skipped = res.skipped
+                    for k, v in res.io.items():
+                        io[k] = io.get(k, 0) + v
+                    seconds.update(res.seconds)
+                    batch = assemble_numpy(res.samples) if res.samples else None
+                n = len(batch["__index__"]) if batch is not None else 0
+                self._record(epoch, skipped, seconds, n, io)
+                self._step = step + 1
+                ahead.done(step)
+                if batch is not None:
+                    yield self._finish(batch)
 
     # -- worker path
     def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:

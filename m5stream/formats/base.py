@@ -10,10 +10,13 @@ key or byte range.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.manifest import ShardInfo
 from ..storage.s3 import S3Config
+
+if TYPE_CHECKING:
+    from ..columns import ColumnBlock
 
 __all__ = ["Format", "ShardReader", "Sample"]
 
@@ -31,12 +34,22 @@ class ShardReader(ABC):
     def read(self, local: int) -> tuple[str, Sample]:
         """``(key, fields)`` of sample ``local`` (0-based within the shard)."""
 
-    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]] | None:
-        """Columnar formats: ``(keys, {field: column})`` of several samples at once, each
-        column (and the keys) a 1-d numpy array, a list or a pyarrow array holding exactly
-        the values :meth:`read` gives row by row (see ``m5stream.columns``); ``None``: not
-        supported, the caller reads row by row."""
+    def block_at(self, local: int) -> ColumnBlock | None:
+        """Column-wise formats: the decoded unit holding sample ``local`` (kept until another
+        unit is asked for), whose columns hold exactly the values :meth:`read` gives row by
+        row (see ``m5stream.columns``); ``None``: the format is read row by row."""
         return None
+
+    def fetch_unit(self, unit: int) -> Any:
+        """Start fetching what decoding unit ``unit`` needs (e.g. S3 byte ranges), without
+        waiting; the handle goes to :meth:`decode_unit`. ``None``: nothing to start."""
+        return None
+
+    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+        """Column-wise formats: decode unit ``unit`` afresh (nothing cached, so a read-ahead
+        thread can use its own reader while the trainer uses another), with what
+        :meth:`fetch_unit` started, if anything."""
+        raise NotImplementedError(f"{type(self).__name__} has no decode units")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files or caches."""
@@ -50,7 +63,7 @@ class Format(ABC):
     suffixes: tuple[str, ...] = ()
     #: modules its readers import (preloaded into the forkserver that starts the workers)
     modules: tuple[str, ...] = ()
-    #: readers implement ``ShardReader.read_columns`` (a run of samples at once)
+    #: readers implement ``ShardReader.block_at``/``decode_unit`` (decoded column blocks)
     columnar: bool = False
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -127,12 +127,13 @@ class CsvReader(ShardReader):
             )
         return self.block.row(local)
 
-    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]]:
-        rows = np.asarray(locals_, dtype=np.int64)
-        bad = rows[(rows < 0) | (rows >= self.num_rows)]
-        if len(bad):
-            self.read(int(bad[0]))  # raises, naming the record
-        return self.block.take(rows)
+    def block_at(self, local: int) -> ColumnBlock:
+        if not 0 <= local < self.num_rows:
+            self.read(local)  # raises, naming the record
+        return self.block
+
+    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+        return self.block  # one unit: the file, parsed when the reader opened
 
 
 class CsvFormat(Format):

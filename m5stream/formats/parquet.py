@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import bisect
 import io
+import mmap
 from typing import Any
 
 import numpy as np
 
 from .._cache import cached_index
 from ..catalog.manifest import ShardInfo
-from ..columns import ColumnBlock, concat
+from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
-from ..storage.s3 import S3Config, client, parse_s3_uri
+from ..storage.s3 import S3Config, client, io_counters, io_delta, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
 __all__ = ["ParquetFormat", "footer_metadata"]
@@ -198,61 +199,85 @@ class ParquetReader(ShardReader):
         self._group = -1
         self._block: ColumnBlock | None = None
 
-    def _remote_group(self, g: int) -> Any:
+    def fetch_unit(self, unit: int) -> Any:
+        """Start the ranged GETs of row group ``unit``'s projected column chunks (S3; local
+        files: nothing to do); :meth:`decode_unit` waits for them.
+
+        The bodies land at their file offsets in an anonymous memory map as long as the file
+        (virtual memory: only the fetched ranges' pages are ever touched), which pyarrow then
+        reads as an in-memory file: no Python call or copy per page read."""
+        if not self.remote or not 0 <= unit < self.metadata.num_row_groups:
+            return None
+        s = self.shard
+        bucket, key = parse_s3_uri(s.uri)
+        ranges = _chunk_ranges(self.metadata.row_group(unit), self.columns)
+        try:
+            mm: mmap.mmap | None = mmap.mmap(-1, max(o + n for o, n in ranges))
+        except (OSError, ValueError, OverflowError):
+            mm = None  # no room for the mapping: read through a sparse file object instead
+        view = memoryview(mm) if mm is not None else None
+        items = [
+            (bucket, key, s.stamp, o, n)
+            if view is None
+            else (bucket, key, s.stamp, o, n, view[o : o + n])
+            for o, n in ranges
+        ]
+        return ranges, mm, client(s.s3).start_many(items)
+
+    def _remote_group(self, g: int, fetched: Any = None) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         s = self.shard
-        bucket, key = parse_s3_uri(s.uri)
-        c = client(s.s3)
-        ranges = _chunk_ranges(self.metadata.row_group(g), self.columns)
-        sparse = _SparseFile(s.size, lambda off, n: c.get(bucket, key, off, n, etag=s.stamp))
-        for (off, _), got in zip(
-            ranges, c.get_many([(bucket, key, s.stamp, off, n) for off, n in ranges])
-        ):
-            if isinstance(got, M5Error):
-                got.add_context(key=f"{s.key} row group {g}")
-                raise got
-            sparse.add(off, got)
-        f = pq.ParquetFile(pa.PythonFile(sparse, mode="r"), metadata=self.metadata)
+        ranges, mm, collect = fetched if fetched is not None else self.fetch_unit(g)
+        got = collect()
+        for part in got:
+            if isinstance(part, M5Error):
+                part.add_context(key=f"{s.key} row group {g}")
+                raise part
+        if mm is not None:
+            source: Any = pa.BufferReader(pa.py_buffer(mm))
+        else:
+            bucket, key = parse_s3_uri(s.uri)
+            c = client(s.s3)
+            sparse = _SparseFile(s.size, lambda off, n: c.get(bucket, key, off, n, etag=s.stamp))
+            for (off, _), part in zip(ranges, got):
+                sparse.add(off, bytes(part))
+            source = pa.PythonFile(sparse, mode="r")
+        f = pq.ParquetFile(source, metadata=self.metadata)
         return f.read_row_group(g, columns=self.columns)
 
-    def _load_group(self, g: int) -> None:
+    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+        g = int(unit)
+        if not 0 <= g < len(self.group_starts) - 1:
+            raise CorruptData(
+                f"row group {g} is not in the file ({len(self.group_starts) - 1} row groups): "
+                "it changed since the manifest was made",
+                uri=self.shard.uri,
+            )
+        io0 = io_counters()
         try:
             if self.remote:
-                table = self._remote_group(g)
+                table = self._remote_group(g, fetched)
             else:
                 table = self.file.read_row_group(g, columns=self.columns)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
-        self._block = ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
-        self._group = g
+        block = ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
+        block.io = io_delta(io0)
+        return block
 
-    def _group_of(self, local: int) -> ColumnBlock:
+    def block_at(self, local: int) -> ColumnBlock:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
         if g != self._group or self._block is None:
-            self._load_group(g)
-        assert self._block is not None
+            self._block = None
+            self._block = self.decode_unit(g)
+            self._group = g
         return self._block
 
     def read(self, local: int) -> tuple[str, Sample]:
-        block = self._group_of(local)
+        block = self.block_at(local)
         return block.row(local - block.first)
-
-    def read_columns(self, locals_: list[int]) -> tuple[Any, dict[str, Any]]:
-        rows = np.asarray(locals_, dtype=np.int64)
-        groups = np.searchsorted(self.group_starts, rows, side="right") - 1
-        # runs of consecutive rows in one row group (one run per group in the natural order)
-        cuts = np.flatnonzero(np.diff(groups)) + 1
-        parts: list[dict[str, Any]] = []
-        keys: list[Any] = []
-        for run_rows in np.split(rows, cuts):
-            block = self._group_of(int(run_rows[0]))
-            k, cols = block.take(run_rows - block.first)
-            keys.append(k)
-            parts.append(cols)
-        cols = {k: concat([p[k] for p in parts]) for k in parts[0]} if parts else {}
-        return concat(keys), cols
 
     def close(self) -> None:
         self._block = None

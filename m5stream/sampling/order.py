@@ -33,6 +33,7 @@ __all__ = [
     "Order",
     "ShuffleMode",
     "batch_indices",
+    "batch_run",
     "epoch_key",
     "global_batch_bounds",
     "rank_bounds",
@@ -133,6 +134,28 @@ def rank_bounds(n: int, world_size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(n, world_size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
+
+
+def batch_run(
+    order: Order,
+    step: int,
+    *,
+    batch_size: int,
+    world_size: int = 1,
+    rank: int = 0,
+    even: bool = False,
+) -> tuple[int, int] | None:
+    """``(first index, count)`` when :func:`batch_indices` of ``step`` is the run
+    ``first .. first + count - 1`` - the natural order, except a padded last step - else
+    ``None``. Scalar arithmetic only (the natural order's per-batch fast path)."""
+    if order.mode != "none":
+        return None
+    g = batch_size * world_size
+    start, stop = global_batch_bounds(order.num_samples, g, step)
+    if even and (stop - start) % world_size:
+        return None
+    lo, hi = rank_bounds(stop - start, world_size, rank)
+    return start + lo, hi - lo
 
 
 def batch_indices(

@@ -22,9 +22,9 @@ import random
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlparse
 
 from ..errors import (
@@ -139,7 +139,7 @@ _RETRYABLE_CODES = {
 class _Response:
     """Collects one response; the CRT calls these from its own threads."""
 
-    def __init__(self, into: bytearray | None, into_base: int) -> None:
+    def __init__(self, into: bytearray | memoryview | None, into_base: int) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.chunks: list[tuple[int, bytes]] = []
@@ -361,6 +361,16 @@ class S3Client:
         all requests in flight at once (the CRT schedules them; no Python thread per request).
         A failed one is retried alone through :meth:`get`; one that still fails is returned as
         its error, in its place."""
+        return cast("list[bytes | M5Error]", self.start_many(items)())
+
+    def start_many(
+        self, items: Sequence[tuple[Any, ...]]
+    ) -> Callable[[], list[bytes | memoryview | M5Error]]:
+        """:meth:`get_many` in two halves: the requests start now, and the returned function
+        waits for them (call it once, from any thread). Requests are counted where they
+        start, bytes where they are collected. A range item may carry a sixth element, a
+        writable buffer of ``length`` bytes: the body is written straight into it (no copy)
+        and that buffer is the item's result."""
         from awscrt.http import HttpHeaders, HttpRequest
         from awscrt.s3 import S3RequestType
 
@@ -372,10 +382,10 @@ class S3Client:
             if etag:
                 hdrs.add("if-match", f'"{etag}"')
             into, base = None, 0
-            if len(item) == 5:
+            if len(item) >= 5:
                 base, length = item[3], item[4]
                 hdrs.add("range", f"bytes={base}-{base + length - 1}")
-                into = bytearray(length)
+                into = item[5] if len(item) == 6 else bytearray(length)
             resp = _Response(into, base)
             req = self._crt.make_request(
                 type=S3RequestType.GET_OBJECT,
@@ -385,7 +395,12 @@ class S3Client:
             )
             _count("GetObject")
             started.append((req, resp))
-        out: list[bytes | M5Error] = []
+        return lambda: self._collect(items, started)
+
+    def _collect(
+        self, items: Sequence[tuple[Any, ...]], started: list[Any]
+    ) -> list[bytes | memoryview | M5Error]:
+        out: list[bytes | memoryview | M5Error] = []
         for item, (req, resp) in zip(items, started):
             try:
                 req.finished_future.result(self.config.timeout)
@@ -393,13 +408,16 @@ class S3Client:
                 if resp.into is not None:
                     if resp.received != len(resp.into):
                         raise ValueError("short read")
-                    out.append(bytes(resp.into))
+                    out.append(resp.into if len(item) == 6 else bytes(resp.into))
                 else:
                     out.append(resp.body())
             except Exception:
                 bucket, key, etag = item[:3]
                 try:
-                    if len(item) == 5:
+                    if len(item) == 6:
+                        item[5][:] = self.get(bucket, key, item[3], item[4], etag=etag)
+                        out.append(item[5])
+                    elif len(item) == 5:
                         out.append(self.get(bucket, key, item[3], item[4], etag=etag))
                     else:
                         out.append(self.get(bucket, key, etag=etag))

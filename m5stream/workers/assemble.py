@@ -298,17 +298,13 @@ def _pa_string() -> Any:
 
 
 def _read_text(slot: np.ndarray, entry: tuple[Any, ...]) -> list[Any]:
-    import pyarrow as pa
+    from .._native.textcol import values_from_offsets
 
     _, _, off, off_data, n, nbytes, kind = entry
     offsets = slot[off : off + 4 * (n + 1)].view(np.int32)
     data = slot[off_data : off_data + nbytes]
-    arr = pa.Array.from_buffers(
-        pa.string() if kind == "str" else pa.binary(),
-        n,
-        [None, pa.py_buffer(offsets), pa.py_buffer(data)],
-    )
-    return list(arr.to_pylist())  # Python objects: nothing refers to the slot afterwards
+    # Python objects: nothing refers to the slot afterwards
+    return values_from_offsets(offsets, data, text=kind == "str")
 
 
 def _aligned(n: int) -> int:

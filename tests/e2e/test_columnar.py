@@ -1,5 +1,7 @@
-"""Columnar reads (Parquet, CSV): the same batches as the row path, one decode per row group,
-and a trainer that never deadlocks with its workers however far it looks ahead."""
+"""Columnar reads (Parquet, CSV): the same batches as the row path whether row groups are
+decoded ahead by threads (the block path) or per batch in worker processes, one decode per
+row group, decode errors reported or skipped exactly as the row path does, and a trainer that
+never deadlocks with its workers however far it looks ahead."""
 
 from __future__ import annotations
 
@@ -27,16 +29,23 @@ def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
     for x, y in zip(a, b):
         assert list(x) == list(y)
         for k in x:
-            if isinstance(x[k], np.ndarray):
+            if k == "__key__":
+                # column-wise keys are made on first use; they equal the row path's list
+                assert isinstance(x[k], m5.Keys) and type(y[k]) is list, k
+                assert x[k] == y[k] and y[k] == x[k] and list(x[k]) == y[k], k
+            elif isinstance(x[k], np.ndarray):
                 assert isinstance(y[k], np.ndarray) and x[k].dtype == y[k].dtype, k
                 assert np.array_equal(x[k], y[k]), k
             else:
                 assert type(x[k]) is type(y[k]) and x[k] == y[k], k
 
 
+@pytest.mark.parametrize("reads", ["threads", "workers"])
 @pytest.mark.parametrize("shuffle", [False, "block", True])
 @pytest.mark.parametrize("nw", [0, 2])
-def test_columnar_batches_equal_the_row_path(tmp_path: Path, shuffle: Any, nw: int) -> None:
+def test_columnar_batches_equal_the_row_path(
+    tmp_path: Path, shuffle: Any, nw: int, reads: str
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -56,7 +65,10 @@ def test_columnar_batches_equal_the_row_path(tmp_path: Path, shuffle: Any, nw: i
     )
     ds = m5.dataset(str(root))
     kw = dict(batch_size=7, shuffle=shuffle, seed=5, num_workers=nw, block_size=16)
-    col = batches(ds, **kw)
+    with m5.Loader(ds, columnar_reads=reads, **kw) as lo:
+        # threads slice batches out of decoded row groups unless the order is a global shuffle
+        assert lo.blockwise == (reads == "threads" and shuffle is not True)
+    col = batches(ds, columnar_reads=reads, **kw)
     row = batches(ds, transform=identity, **kw)
     same(col, row)
     got = sorted(i for b in col for i in b["__index__"].tolist())
@@ -71,9 +83,46 @@ def test_columnar_csv_equals_row_path(tmp_path: Path) -> None:
         rows = "".join(f'"n{f}-{i}",{i * 0.5},{i}\n' for i in range(25))
         (tmp_path / f"{f}.csv").write_text("name,x,n\n" + rows)
     ds = m5.dataset(str(tmp_path))
-    for shuffle in (False, True):
-        kw = dict(batch_size=6, shuffle=shuffle, seed=1, num_workers=2)
-        same(batches(ds, **kw), batches(ds, transform=identity, **kw))
+    for shuffle in (False, "block", True):
+        for reads in ("threads", "workers"):
+            kw = dict(batch_size=6, shuffle=shuffle, seed=1, num_workers=2, block_size=10)
+            col = batches(ds, columnar_reads=reads, **kw)
+            same(col, batches(ds, transform=identity, **kw))
+
+
+def _corrupt_row_group(path: Path, group: int) -> int:
+    """Overwrite the middle of row group ``group``'s first column chunk; its row count."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    cc = md.row_group(group).column(0)
+    raw = bytearray(path.read_bytes())
+    mid = cc.data_page_offset + 4
+    raw[mid : mid + 24] = b"\xff" * 24
+    path.write_bytes(bytes(raw))
+    return int(md.row_group(group).num_rows)
+
+
+@pytest.mark.parametrize("nw", [0, 2])
+def test_block_path_decode_errors_match_the_row_path(tmp_path: Path, nw: int) -> None:
+    make_parquet_dataset(tmp_path, files=2, per_file=48, row_group=16)
+    lost = _corrupt_row_group(tmp_path / "part-001.parquet", 1)  # samples 64..79
+    ds = m5.dataset(str(tmp_path), columns=["id", "title"])
+    kw = dict(batch_size=10, num_workers=nw, output="numpy")
+    with m5.Loader(ds, **kw) as lo:
+        assert lo.blockwise
+        with pytest.raises(m5.CorruptData) as err:
+            for _ in lo:
+                pass
+    assert "part-001.parquet" in str(err.value) and "row group 1" in str(err.value)
+    got = {}
+    for reads in ("threads", "workers"):
+        with m5.Loader(ds, on_error="skip", columnar_reads=reads, **kw) as lo:
+            got[reads] = [i for b in lo for i in b["__index__"].tolist()]
+            skipped = [r[1] for r in lo.state_dict()["skipped"]]
+        assert skipped == list(range(64, 64 + lost))
+        assert got[reads] == [i for i in range(96) if not 64 <= i < 64 + lost]
+    assert got["threads"] == got["workers"]
 
 
 def test_a_row_group_is_decoded_by_one_worker(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import m5stream as m5
-from tests.helpers import make_tar_dataset
+from tests.helpers import make_parquet_dataset, make_tar_dataset
 from tests.resume_harness import check_resume
 
 GLOBAL_BATCH = 24
@@ -77,6 +77,30 @@ def test_loader_resume_matrix_keep_last(tar_ds: m5.Dataset) -> None:
         lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw),
         configs=MATRIX,
         num_samples=len(tar_ds),
+        global_batch=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        drop_last=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def parquet_ds(tmp_path_factory: pytest.TempPathFactory) -> m5.Dataset:
+    root = tmp_path_factory.mktemp("resume-pq")
+    # 250 rows in 4 files of row groups of 16: batches straddle row groups and files
+    for i, n in enumerate((70, 64, 80, 36)):
+        make_parquet_dataset(root / f"f{i}", files=1, per_file=n, row_group=16)
+    return m5.dataset(str(root) + "/**/*.parquet", columns=["id", "title"])
+
+
+@pytest.mark.parametrize("shuffle", ["none", "block"])
+def test_loader_resume_matrix_parquet_blocks(parquet_ds: m5.Dataset, shuffle: str) -> None:
+    """The block path (threads decode row groups ahead; batches sliced in the trainer)."""
+    assert m5.Loader(parquet_ds, 8, shuffle=shuffle).blockwise
+    kw = {"shuffle": shuffle, "seed": 4, "drop_last": False, "block_size": 40}
+    check_resume(
+        lambda nw, r, ws: LoaderNode(parquet_ds, nw, r, ws, **kw),
+        configs=MATRIX,
+        num_samples=len(parquet_ds),
         global_batch=GLOBAL_BATCH,
         epochs=EPOCHS,
         drop_last=False,

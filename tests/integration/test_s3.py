@@ -123,6 +123,39 @@ def test_parquet_and_jsonl_over_s3(s3_endpoint: str, tmp_path: Path) -> None:
     assert len(js) == 10 and js[7]["text"] == "row 7" and js[7]["__key__"] == "part-1.jsonl:3"
 
 
+@pytest.mark.parametrize("mapped", [True, False])
+def test_parquet_block_path_over_s3_reads_each_row_group_once(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
+) -> None:
+    """Threads fetch each row group's projected chunks (into a memory map, or - when no
+    mapping can be made - a sparse file object) and decode it once; batches are exact."""
+    from m5stream.formats import parquet
+
+    if not mapped:
+
+        def no_mmap(*a: object, **k: object) -> None:
+            raise OSError("no address space")
+
+        monkeypatch.setattr(parquet.mmap, "mmap", no_mmap)
+    make_parquet_dataset(tmp_path / "pqb", files=3, per_file=40, row_group=16)
+    _upload_dir(tmp_path / "pqb", f"pqb-{mapped}")
+    ds = m5.dataset(f"s3://{BUCKET}/pqb-{mapped}/*.parquet", columns=["id", "title", "image"])
+    with m5.Loader(ds, 7, num_workers=2, output="numpy") as lo:
+        assert lo.blockwise
+        batches = list(lo)
+        gets = lo.stats["s3"]["GetObject"]
+    ids = [i for b in batches for i in b["id"].tolist()]
+    assert ids == list(range(120))
+    b = batches[5]  # rows 35..41: across a row group and a file
+    assert b["title"] == [f"title {i}" for i in range(35, 42)]
+    assert b["image"] == [sample_bytes(i) for i in range(35, 42)]
+    assert b["__key__"] == [f"part-000.parquet#{i}" for i in range(35, 40)] + [
+        "part-001.parquet#0",
+        "part-001.parquet#1",
+    ]
+    assert gets == 9  # 3 files x 3 row groups, one ranged GET each (footers: at resolve)
+
+
 def test_changed_object_is_an_error_not_mixed_data(s3_endpoint: str) -> None:
     c = s3.client()
     for i in range(3):

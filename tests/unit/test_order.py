@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from m5stream.errors import ConfigError
-from m5stream.sampling import Order, batch_indices, rank_bounds, steps_per_epoch
+from m5stream.sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
 
 
 def test_steps_per_epoch() -> None:
@@ -119,3 +119,25 @@ def test_even_batches_pad_the_last_step_with_the_epochs_first_positions() -> Non
         pad = (-rest) % ws
         want = order.indices(1, np.arange((steps - 1) * g, 13, dtype=np.int64))
         assert last.tolist() == want.tolist() + first[:pad].tolist()
+
+
+@pytest.mark.parametrize("even", [False, True])
+@pytest.mark.parametrize("ws", [1, 2, 3, 4])
+def test_batch_run_is_batch_indices_as_a_run(ws: int, even: bool) -> None:
+    order = Order(np.array([7, 13, 10]), shuffle=False)  # 30 samples
+    runs = 0
+    for bs in (1, 4, 7):
+        for step in range(steps_per_epoch(30, bs * ws, drop_last=False)):
+            for r in range(ws):
+                kw = dict(batch_size=bs, world_size=ws, rank=r, even=even)
+                idx = batch_indices(order, 0, step, **kw)
+                run = batch_run(order, step, **kw)
+                if run is None:  # only the padded last step is not a run
+                    assert even and step == steps_per_epoch(30, bs * ws, False) - 1
+                    continue
+                runs += 1
+                assert idx.tolist() == list(range(run[0], run[0] + run[1]))
+    assert runs > 0
+    for mode in (True, "block"):
+        shuffled = Order(np.array([7, 13, 10]), shuffle=mode, seed=1)
+        assert batch_run(shuffled, 0, batch_size=4) is None
