@@ -46,16 +46,17 @@ class Keys(Sequence[str]):
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         self._list: list[str] | None = [str(k) for k in keys]
-        self._parts: list[tuple[str, range | np.ndarray]] = []
+        self._parts: list[tuple[str, range | np.ndarray | None]] = []
         self._n = len(self._list)
 
     @classmethod
-    def runs(cls, parts: list[tuple[str, range | np.ndarray]]) -> Keys:
-        """Keys of ``parts``: ``(prefix, rows)`` with rows a ``range`` or an int array."""
+    def runs(cls, parts: list[tuple[str, range | np.ndarray | None]]) -> Keys:
+        """Keys of ``parts``: ``(prefix, rows)`` with rows a ``range`` or an int array, or
+        ``None`` for the one key ``prefix`` itself (a raw object's)."""
         k = cls.__new__(cls)
         k._list = None
         k._parts = parts
-        k._n = sum(len(r) for _, r in parts)
+        k._n = sum(1 if r is None else len(r) for _, r in parts)
         return k
 
     @staticmethod
@@ -63,7 +64,7 @@ class Keys(Sequence[str]):
         """One ``Keys`` of several in order (adjacent ranges of one prefix merged)."""
         if any(k._list is not None for k in items):
             return Keys(v for k in items for v in k)
-        parts: list[tuple[str, range | np.ndarray]] = []
+        parts: list[tuple[str, range | np.ndarray | None]] = []
         for k in items:
             for prefix, rows in k._parts:
                 if parts and isinstance(rows, range) and rows.step == 1:
@@ -76,11 +77,18 @@ class Keys(Sequence[str]):
 
     def tolist(self) -> list[str]:
         if self._list is None:
-            self._list = [
-                f"{prefix}{r}"
-                for prefix, rows in self._parts
-                for r in (rows if isinstance(rows, range) else rows.tolist())
-            ]
+            out: list[str] = []
+            for prefix, rows in self._parts:
+                if rows is None:
+                    out.append(prefix)
+                else:
+                    out.extend(
+                        [
+                            f"{prefix}{r}"
+                            for r in (rows if isinstance(rows, range) else rows.tolist())
+                        ]
+                    )
+            self._list = out
             self._parts = []
         return self._list
 
@@ -100,9 +108,14 @@ class Keys(Sequence[str]):
         if not 0 <= i < self._n:
             raise IndexError("key index out of range")
         for prefix, rows in self._parts:
-            if i < len(rows):
+            if rows is None:
+                if i == 0:
+                    return prefix
+                i -= 1
+            elif i < len(rows):
                 return f"{prefix}{int(rows[i])}"
-            i -= len(rows)
+            else:
+                i -= len(rows)
         raise IndexError("key index out of range")  # not reached: _n counts the parts
 
     def __iter__(self) -> Iterator[str]:
@@ -243,6 +256,8 @@ def _take(values: Any, sel: slice | np.ndarray) -> Any:
     (still Arrow)."""
     if isinstance(values, np.ndarray):
         return values[sel]
+    if isinstance(values, list):
+        return values[sel] if isinstance(sel, slice) else [values[i] for i in sel.tolist()]
     if isinstance(sel, slice):
         return values.slice(sel.start, sel.stop - sel.start)
     return values.take(sel)
@@ -261,40 +276,55 @@ class ColumnBlock:
         self.shard_key = shard_key
         self.first = first
         self._lists: dict[str, list[Any]] = {}
-        #: S3 requests and bytes the block's read made, and the seconds it took (set by the
-        #: reader and the read-ahead that decoded it)
+        #: S3 requests and bytes the block's read made in a read-ahead thread, and the seconds
+        #: it took (set by ``workers.blocks``)
         self.io: dict[str, int] = {}
         self.seconds = 0.0
+        #: the block is one sample keyed by ``shard_key`` alone (see :meth:`single`)
+        self._whole = False
+
+    @classmethod
+    def single(cls, key: str, fields: dict[str, Any]) -> ColumnBlock:
+        """The block of one sample whose key is ``key`` itself (a raw object): list columns."""
+        b = cls.__new__(cls)
+        b.data = {name: [value] for name, value in fields.items()}
+        b.num_rows, b.shard_key, b.first = 1, key, 0
+        b._lists, b.io, b.seconds = {}, {}, 0.0
+        b._whole = True
+        return b
 
     def _values(self, name: str) -> Any:
         """Column ``name`` indexable by row (numpy, or the Arrow column as a Python list)."""
         v = self.data[name]
-        if isinstance(v, np.ndarray):
+        if isinstance(v, (np.ndarray, list)):
             return v
         got = self._lists.get(name)
         if got is None:
             got = self._lists[name] = arrow_values(v)
         return got
 
+    def _key_part(self, rows: range | np.ndarray) -> tuple[str, range | np.ndarray | None]:
+        return (self.shard_key, None) if self._whole else (f"{self.shard_key}#", rows)
+
     def row(self, i: int) -> tuple[str, dict[str, Any]]:
         """Row ``i``'s key and fields (the row path)."""
-        return f"{self.shard_key}#{self.first + i}", {k: self._values(k)[i] for k in self.data}
+        key = self.shard_key if self._whole else f"{self.shard_key}#{self.first + i}"
+        return key, {k: self._values(k)[i] for k in self.data}
 
     def take_range(self, a: int, n: int) -> tuple[Keys, dict[str, Any]]:
         """Keys and columns of the block-relative rows ``a .. a + n - 1``."""
         sel = slice(a, a + n)
-        keys = Keys.runs([(f"{self.shard_key}#", range(self.first + a, self.first + a + n))])
+        keys = Keys.runs([self._key_part(range(self.first + a, self.first + a + n))])
         return keys, {k: _take(v, sel) for k, v in self.data.items()}
 
     def take(self, rows: np.ndarray) -> tuple[Keys, dict[str, Any]]:
         """Keys and columns of ``rows`` (block-relative): slices when they are consecutive
         (the natural order and most of a block shuffle's runs), a gather otherwise."""
         n, a = len(rows), int(rows[0])
-        prefix = f"{self.shard_key}#"
         if int(rows[-1]) - a + 1 == n and (n == 1 or bool((np.diff(rows) == 1).all())):
             sel: slice | np.ndarray = slice(a, a + n)
-            keys = Keys.runs([(prefix, range(self.first + a, self.first + a + n))])
+            keys = Keys.runs([self._key_part(range(self.first + a, self.first + a + n))])
         else:
             sel = rows
-            keys = Keys.runs([(prefix, rows + self.first)])
+            keys = Keys.runs([self._key_part(rows + self.first)])
         return keys, {k: _take(v, sel) for k, v in self.data.items()}

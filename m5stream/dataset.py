@@ -374,7 +374,7 @@ class Dataset:
         blocks: Callable[[int, int, int], ColumnBlock] | None = None,
     ) -> dict[str, Any] | None:
         """:meth:`read_columns` of consecutive samples given as :meth:`segments`."""
-        if not segments or not self.format.columnar:
+        if not segments or not self.format.block_reads:
             return None
         get = blocks or self.block
         keys: list[Keys] = []
@@ -431,7 +431,7 @@ class Dataset:
         batch :func:`~m5stream.workers.assemble.assemble_numpy` would make from ``read_at`` of
         each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
-        if n == 0 or not self.format.columnar:
+        if n == 0 or not (self.format.columnar or (blocks and self.format.block_reads)):
             return None
         get = blocks or self.block
         sh = np.asarray(shards, dtype=np.int64)

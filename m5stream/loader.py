@@ -59,6 +59,8 @@ log = logging.getLogger("m5stream")
 _MAX_SKIP_RECORDS = 1000
 #: bound on the look-ahead chosen for formats with decode units (slots are 1 MiB by default)
 _MAX_UNIT_PREFETCH = 64
+#: one-sample units (raw objects) the block path keeps in flight at most
+_MAX_OBJECTS_AHEAD = 512
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -324,14 +326,14 @@ class Loader:
     @property
     def blockwise(self) -> bool:
         """Batches are sliced in this process out of units that ``num_workers`` threads
-        decode ahead (``m5stream.workers.blocks``): a column-wise source, no per-sample or
-        batch transform, an order whose batches read few units (natural or block shuffle),
-        and ``columnar_reads="threads"``."""
+        decode ahead (``m5stream.workers.blocks``): a column-wise source or raw objects, no
+        per-sample or batch transform, an order whose batches read few units (natural or
+        block shuffle), and ``columnar_reads="threads"``."""
         return (
             self.columnar_reads == "threads"
             and self.transform is None
             and self.batch_transform is None
-            and self.dataset.format.columnar
+            and self.dataset.format.block_reads
             and self.order.mode in ("none", "block")
         )
 
@@ -345,6 +347,15 @@ class Loader:
             rank=self.rank,
             even=self.even_batches,
         )
+
+    def _block_depth(self) -> int:
+        """Units the block path keeps fetched or decoded ahead. Fetches start when a unit is
+        planned: with twice as many row groups ahead as threads, a thread that finishes a
+        decode finds the next one's bytes arrived. A one-sample unit (a raw object) is
+        latency-bound: keep a few batches of them in flight."""
+        if self.dataset.format.columnar:
+            return 2 * self.num_workers + 2
+        return min(_MAX_OBJECTS_AHEAD, max(64, 4 * self.batch_size))
 
     def _run(self, step: int) -> tuple[int, int] | None:
         return batch_run(
@@ -429,9 +440,7 @@ class Loader:
             self._step,
             self.steps_per_epoch,
             threads=self.num_workers,
-            # fetches start when a unit is planned: with twice as many units ahead as
-            # threads, a thread that finishes a decode finds the next unit's bytes arrived
-            depth=2 * self.num_workers + 2,
+            depth=self._block_depth(),
             runs=self._run,
         )
         with ahead:

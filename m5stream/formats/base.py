@@ -63,8 +63,10 @@ class Format(ABC):
     suffixes: tuple[str, ...] = ()
     #: modules its readers import (preloaded into the forkserver that starts the workers)
     modules: tuple[str, ...] = ()
-    #: readers implement ``ShardReader.block_at``/``decode_unit`` (decoded column blocks)
+    #: readers implement ``ShardReader.block_at`` (workers read a run of samples at once)
     columnar: bool = False
+    #: readers implement ``fetch_unit``/``decode_unit``: the Loader's block path reads it
+    block_reads: bool = False
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Normalise and check format options (e.g. ``columns``); stored in the manifest."""

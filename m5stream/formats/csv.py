@@ -140,6 +140,7 @@ class CsvFormat(Format):
     name = "csv"
     suffixes = (".csv",)
     columnar = True
+    block_reads = True
     modules = ("pyarrow", "pyarrow.csv")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

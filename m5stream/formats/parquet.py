@@ -27,7 +27,7 @@ from ..catalog.manifest import ShardInfo
 from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
-from ..storage.s3 import S3Config, client, io_counters, io_delta, parse_s3_uri
+from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
 __all__ = ["ParquetFormat", "footer_metadata"]
@@ -255,7 +255,6 @@ class ParquetReader(ShardReader):
                 "it changed since the manifest was made",
                 uri=self.shard.uri,
             )
-        io0 = io_counters()
         try:
             if self.remote:
                 table = self._remote_group(g, fetched)
@@ -263,9 +262,7 @@ class ParquetReader(ShardReader):
                 table = self.file.read_row_group(g, columns=self.columns)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
-        block = ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
-        block.io = io_delta(io0)
-        return block
+        return ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
 
     def block_at(self, local: int) -> ColumnBlock:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
@@ -298,6 +295,7 @@ class ParquetFormat(Format):
     name = "parquet"
     suffixes = (".parquet", ".pq")
     columnar = True
+    block_reads = True
     modules = ("pyarrow", "pyarrow.parquet")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

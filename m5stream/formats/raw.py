@@ -3,7 +3,9 @@
 The sample key is the file's path relative to the dataset root; its single field is named by
 the file's extension (``photo.JPG`` -> ``{"jpg": bytes}``), or ``"data"`` without one, the
 webdataset convention, so the same transforms apply to raw and tar datasets. Over S3 the
-objects of a batch are fetched concurrently before the batch is assembled (``prefetch``).
+objects of a batch are fetched concurrently before the batch is assembled (``prefetch``); with
+no transform the Loader's block path starts each object's GET batches ahead
+(``fetch_unit``) and reads it as a one-sample block.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from typing import Any
 
 from ..catalog.manifest import ShardInfo
+from ..columns import ColumnBlock
 from ..errors import M5Error
 from ..storage.blobs import is_s3, read_object
 from ..storage.s3 import S3Config, client, parse_s3_uri
@@ -45,9 +48,28 @@ class RawReader(ShardReader):
             raise
         return self.shard.key, {field_name(self.shard.key): got}
 
+    def fetch_unit(self, unit: int) -> Any:
+        """Start the object's GET (S3; conditional on the ETag); local files: nothing."""
+        if unit != 0 or not is_s3(self.shard.uri):
+            return None
+        bucket, key = parse_s3_uri(self.shard.uri)
+        return client(self.shard.s3).start_many([(bucket, key, self.shard.stamp)])
+
+    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+        """The object as a one-sample block (the block path)."""
+        if fetched is None:
+            key, fields = self.read(0)
+            return ColumnBlock.single(key, fields)
+        got = fetched()[0]
+        if isinstance(got, M5Error):
+            got.add_context(key=self.shard.key)
+            raise got
+        return ColumnBlock.single(self.shard.key, {field_name(self.shard.key): bytes(got)})
+
 
 class RawFormat(Format):
     name = "raw"
+    block_reads = True
 
     def count(
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None

@@ -36,6 +36,7 @@ from ..columns import ColumnBlock
 from ..dataset import Dataset
 from ..errors import M5Error
 from ..formats import ShardReader
+from ..storage.s3 import io_counters, io_delta
 
 __all__ = ["BlockReadAhead", "PlannedBatch"]
 
@@ -71,7 +72,8 @@ def _consecutive(idx: np.ndarray) -> bool:
 class BlockReadAhead:
     """Plans steps ``start .. n_steps - 1`` and decodes their units ahead (see module doc).
 
-    ``threads=0`` decodes each unit in the caller when a batch first needs it (no look-ahead).
+    ``threads=0`` decodes each unit in the caller when a batch first needs it (its fetch still
+    starts ``depth`` units ahead).
     ``runs(step)``, when given, is ``(first, count)`` for a step whose indices are that run
     (``sampling.batch_run``), sparing the index arrays' work.
     """
@@ -96,6 +98,8 @@ class BlockReadAhead:
         self._plans: deque[PlannedBatch] = deque()
         self._planned_rows = 0
         self._blocks: OrderedDict[Unit, Future[ColumnBlock]] = OrderedDict()
+        #: without threads: fetches started at planning, decoded when a batch needs them
+        self._fetched: dict[Unit, Any] = {}
         self._first_use: dict[Unit, int] = {}
         self._last_use: dict[Unit, int] = {}
         self._counted: set[Unit] = set()
@@ -124,33 +128,41 @@ class BlockReadAhead:
             readers.move_to_end(shard)
         return r
 
-    def _decode(self, unit: Unit, fetched: Any = None) -> ColumnBlock:
+    def _decode(self, unit: Unit, fetched: Any = None, threaded: bool = False) -> ColumnBlock:
+        """Decode ``unit``; in a decode thread, the S3 requests and bytes it makes are kept
+        on the block (in the caller's thread its own counters see them)."""
         t0 = time.perf_counter()
+        io0 = io_counters() if threaded else None
         try:
             block = self._reader(unit[0]).decode_unit(unit[1], fetched)
         except M5Error as exc:
             exc.add_context(uri=self._ds.manifest.uri(unit[0]))
             raise
         block.seconds = time.perf_counter() - t0
+        block.io = io_delta(io0) if io0 is not None else {}
         return block
 
-    def _submit(self, unit: Unit) -> Future[ColumnBlock]:
+    def _start(self, unit: Unit) -> None:
+        """A unit was planned: its fetch starts now, from this thread (the CRT runs it without
+        a thread of ours); with threads, its decode is queued, in plan order."""
+        try:
+            fetched = self._ds.fetch_unit(*unit)
+        except Exception:
+            fetched = None  # the decode fetches again and reports what fails
         if self._pool is not None:
-            # the fetch starts now, from this thread (the CRT runs it without a thread of
-            # ours); the decode thread that takes the unit waits for it
-            try:
-                fetched = self._ds.fetch_unit(*unit)
-            except Exception:
-                fetched = None  # the decode fetches again and reports what fails
-            fut = self._pool.submit(self._decode, unit, fetched)
+            self._blocks[unit] = self._pool.submit(self._decode, unit, fetched, True)
         else:
-            fut = Future()
+            self._fetched[unit] = fetched
+
+    def _block(self, unit: Unit) -> ColumnBlock:
+        fut = self._blocks.get(unit)
+        if fut is None:  # no threads (decode here, now), or released and needed again
+            fut = self._blocks[unit] = Future()
             try:
-                fut.set_result(self._decode(unit))
+                fut.set_result(self._decode(unit, self._fetched.pop(unit, None)))
             except BaseException as exc:  # delivered to the batch that needs the unit
                 fut.set_exception(exc)
-        self._blocks[unit] = fut
-        return fut
+        return fut.result()
 
     # ------------------------------------------------------------------ planning
     def _plan_one(self) -> None:
@@ -176,8 +188,8 @@ class BlockReadAhead:
         for u in plan.needs:
             self._last_use[u] = step
             self._first_use.setdefault(u, step)
-            if self._pool is not None and u not in self._blocks:
-                self._submit(u)  # in plan order: the decode threads take them in that order
+            if u not in self._blocks and u not in self._fetched:
+                self._start(u)
         self._plans.append(plan)
         self._planned_rows += len(idx)
         self._next += 1
@@ -206,9 +218,8 @@ class BlockReadAhead:
         plan = self._plans[0]
         blocks: dict[Unit, ColumnBlock] = {}
         for u in plan.needs:
-            fut = self._blocks.get(u) or self._submit(u)
             try:
-                blocks[u] = fut.result()
+                blocks[u] = self._block(u)
             except BaseException as exc:
                 self._blocks.pop(u, None)  # the row path reports it; a later batch retries
                 return plan, exc
@@ -232,6 +243,7 @@ class BlockReadAhead:
         for u in plan.needs:
             if self._last_use.get(u, -1) <= step:
                 self._blocks.pop(u, None)
+                self._fetched.pop(u, None)
                 self._last_use.pop(u, None)
                 self._first_use.pop(u, None)
                 self._counted.discard(u)
@@ -241,6 +253,7 @@ class BlockReadAhead:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._blocks.clear()
+        self._fetched.clear()
         with self._lock:
             readers, self._readers = self._readers, []
         for r in readers:

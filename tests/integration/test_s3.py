@@ -306,14 +306,35 @@ def test_faults_change_nothing(s3_endpoint: str) -> None:
 
 
 @pytest.mark.parametrize("nw", [0, 2])
-def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int) -> None:
+@pytest.mark.parametrize("shuffle", [True, False])  # workers; the block path (fetch ahead)
+def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int, shuffle: bool) -> None:
     c = s3.client()
     for i in range(24):
         c.put(BUCKET, f"once/{i:03d}.bin", sample_bytes(i))
     ds = m5.dataset(f"s3://{BUCKET}/once/")
-    with m5.Loader(ds, 8, shuffle=True, seed=1, num_workers=nw, output="numpy") as lo:
-        got = {i: b for batch in lo for i, b in zip(batch["__index__"].tolist(), batch["bin"])}
+    with m5.Loader(ds, 8, shuffle=shuffle, seed=1, num_workers=nw, output="numpy") as lo:
+        assert lo.blockwise == (not shuffle)
+        batches = list(lo)
+        got = {i: b for batch in batches for i, b in zip(batch["__index__"].tolist(), batch["bin"])}
         io = lo.stats["s3"]
     assert got == {i: sample_bytes(i) for i in range(24)}
     assert io["GetObject"] == 24  # one GET per object: nothing fetched twice
     assert io["bytes"] == sum(len(sample_bytes(i)) for i in range(24))
+    if not shuffle:
+        assert batches[1]["__key__"] == [f"{i:03d}.bin" for i in range(8, 16)]
+
+
+def test_raw_block_path_missing_object_is_named_or_skipped(s3_endpoint: str) -> None:
+    c = s3.client()
+    for i in range(12):
+        c.put(BUCKET, f"gone/{i:03d}.bin", sample_bytes(i))
+    ds = m5.dataset(f"s3://{BUCKET}/gone/")
+    c._request("DELETE", BUCKET, "gone/005.bin", operation="DeleteObject")
+    with m5.Loader(ds, 4, num_workers=2, output="numpy") as lo:
+        assert lo.blockwise
+        with pytest.raises(m5.NotFound, match=r"gone/005\.bin"):
+            list(lo)
+    with m5.Loader(ds, 4, num_workers=2, output="numpy", on_error="skip") as lo:
+        got = [i for b in lo for i in b["__index__"].tolist()]
+        assert [r[1:3] for r in lo.state_dict()["skipped"]] == [[5, "005.bin"]]
+    assert got == [i for i in range(12) if i != 5]

@@ -75,6 +75,11 @@ def test_keys_behave_like_the_list_of_strings() -> None:
         hash(k)
 
 
+def test_keys_of_whole_objects_are_their_prefix() -> None:
+    k = Keys.concat([Keys.runs([("a.jpg", None)]), Keys.runs([("b.jpg", None)])])
+    assert len(k) == 2 and k[1] == "b.jpg" and k[-2] == "a.jpg" and k == ["a.jpg", "b.jpg"]
+
+
 def test_keys_concat_merges_adjacent_ranges() -> None:
     a = Keys.runs([("s#", range(0, 4))])
     b = Keys.runs([("s#", range(4, 6))])
