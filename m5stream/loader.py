@@ -100,8 +100,13 @@ class _Resources:
     def __init__(self) -> None:
         self.pool: WorkerPool | None = None
         self.rings: RingManager | None = None
+        #: the block path's read-ahead threads of an iteration in progress
+        self.blocks: BlockReadAhead | None = None
 
     def close(self, timeout: float = 1.0) -> None:
+        if self.blocks is not None:
+            self.blocks.close()
+            self.blocks = None
         if self.pool is not None:
             self.pool.shutdown(timeout)
             self.pool = None
@@ -443,6 +448,9 @@ class Loader:
             depth=self._block_depth(),
             runs=self._run,
         )
+        if self._res.blocks is not None:
+            self._res.blocks.close()  # an abandoned iteration's threads
+        self._res.blocks = ahead
         with ahead:
             while self._gen == gen and self._step < self.steps_per_epoch:
                 step = self._step

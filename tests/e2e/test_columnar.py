@@ -167,3 +167,19 @@ def test_far_lookahead_never_deadlocks_with_the_workers(tmp_path: Path) -> None:
             assert b["blob"][5][:8] == b"%08d" % int(b["id"][5])
             seen.extend(b["id"].tolist())
     assert sorted(seen) == list(range(n))
+
+
+def test_block_path_threads_end_with_the_loader(tmp_path: Path) -> None:
+    import threading
+
+    def block_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("m5-blocks")]
+
+    make_parquet_dataset(tmp_path, files=2, per_file=64, row_group=16)
+    lo = m5.Loader(m5.dataset(str(tmp_path)), 8, num_workers=2, output="numpy")
+    it = iter(lo)
+    assert next(it)["__index__"].tolist() == list(range(8))
+    assert len(block_threads()) > 0
+    lo.close()  # mid-epoch, the iterator still referenced
+    assert block_threads() == []
+    del it
