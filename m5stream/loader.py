@@ -59,8 +59,9 @@ log = logging.getLogger("m5stream")
 _MAX_SKIP_RECORDS = 1000
 #: bound on the look-ahead chosen for formats with decode units (slots are 1 MiB by default)
 _MAX_UNIT_PREFETCH = 64
-#: one-sample units (raw objects) the block path keeps in flight at most
+#: one-sample units (raw objects) the block path keeps in flight at most, and their bytes
 _MAX_OBJECTS_AHEAD = 512
+_OBJECT_BYTES_AHEAD = 64 << 20
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -357,10 +358,13 @@ class Loader:
         """Units the block path keeps fetched or decoded ahead. Fetches start when a unit is
         planned: with twice as many row groups ahead as threads, a thread that finishes a
         decode finds the next one's bytes arrived. A one-sample unit (a raw object) is
-        latency-bound: keep a few batches of them in flight."""
+        latency-bound: keep many in flight - as many as fit in a byte budget by the mean
+        object size, at least a batch, at most ``_MAX_OBJECTS_AHEAD``."""
         if self.dataset.format.columnar:
             return 2 * self.num_workers + 2
-        return min(_MAX_OBJECTS_AHEAD, max(64, 4 * self.batch_size))
+        sizes = self.dataset.manifest.sizes
+        mean = max(1, int(sizes.mean())) if len(sizes) else 1
+        return min(_MAX_OBJECTS_AHEAD, max(self.batch_size, _OBJECT_BYTES_AHEAD // mean))
 
     def _run(self, step: int) -> tuple[int, int] | None:
         return batch_run(

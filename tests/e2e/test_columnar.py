@@ -183,3 +183,18 @@ def test_block_path_threads_end_with_the_loader(tmp_path: Path) -> None:
     lo.close()  # mid-epoch, the iterator still referenced
     assert block_threads() == []
     del it
+
+
+def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
+    (tmp_path / "big").mkdir()
+    (tmp_path / "small").mkdir()
+    for i in range(6):
+        (tmp_path / "big" / f"{i}.bin").write_bytes(bytes(2 << 20))
+        (tmp_path / "small" / f"{i}.bin").write_bytes(b"x" * 100)
+    big = m5.Loader(m5.dataset(str(tmp_path / "big")), 4, num_workers=2, output="numpy")
+    small = m5.Loader(m5.dataset(str(tmp_path / "small")), 4, num_workers=2, output="numpy")
+    assert big.blockwise and small.blockwise
+    assert big._block_depth() == 32  # 64 MiB of 2 MiB objects
+    assert small._block_depth() == 512  # the cap
+    with big:
+        assert [i for b in big for i in b["__index__"].tolist()] == list(range(6))
