@@ -322,9 +322,6 @@ class ColumnBlock:
         (the natural order and most of a block shuffle's runs), a gather otherwise."""
         n, a = len(rows), int(rows[0])
         if int(rows[-1]) - a + 1 == n and (n == 1 or bool((np.diff(rows) == 1).all())):
-            sel: slice | np.ndarray = slice(a, a + n)
-            keys = Keys.runs([self._key_part(range(self.first + a, self.first + a + n))])
-        else:
-            sel = rows
-            keys = Keys.runs([self._key_part(rows + self.first)])
-        return keys, {k: _take(v, sel) for k, v in self.data.items()}
+            return self.take_range(a, n)
+        keys = Keys.runs([self._key_part(rows + self.first)])
+        return keys, {k: _take(v, rows) for k, v in self.data.items()}

@@ -216,14 +216,19 @@ class Dataset:
         if type(self.format).unit_starts is Format.unit_starts:
             return None
         shard, local = self.manifest.locate(int(index))
+        starts = self._unit_starts(shard)
+        if starts is None:
+            return None
+        return shard, int(np.searchsorted(starts, local, side="right")) - 1
+
+    def _unit_starts(self, shard: int) -> np.ndarray | None:
+        """First rows of ``shard``'s decode units (``None``: the shard is one unit)."""
         starts = self._units.get(shard, False)
         if starts is False:
             starts = self._units[shard] = self.format.unit_starts(
                 self.manifest.shard(shard, self.s3), self.manifest.options
             )
-        if starts is None:
-            return None
-        return shard, int(np.searchsorted(starts, local, side="right")) - 1
+        return starts
 
     def unit_rows(self) -> int | None:
         """Rows in the first decode unit of the first shard (``None``: no units)."""
@@ -312,8 +317,7 @@ class Dataset:
         """First rows of ``shard``'s decode units, plus its row count, as Python ints."""
         got = self._unit_lists.get(shard)
         if got is None:
-            self._unit_index(shard, np.zeros(0, dtype=np.int64))  # loads the unit starts
-            starts = self._units[shard]
+            starts = self._unit_starts(shard)
             got = [0] if starts is None else [int(x) for x in starts]
             got.append(int(self.manifest.counts[shard]))
             self._unit_lists[shard] = got
@@ -343,11 +347,7 @@ class Dataset:
         return out
 
     def _unit_index(self, shard: int, locals_: np.ndarray) -> np.ndarray:
-        starts = self._units.get(shard, False)
-        if starts is False:
-            starts = self._units[shard] = self.format.unit_starts(
-                self.manifest.shard(shard, self.s3), self.manifest.options
-            )
+        starts = self._unit_starts(shard)
         if starts is None:
             return np.zeros(len(locals_), dtype=np.int64)
         return np.searchsorted(starts, locals_, side="right").astype(np.int64) - 1
@@ -381,21 +381,35 @@ class Dataset:
         parts: list[dict[str, Any]] = []
         for shard, unit, local, n in segments:
             block = get(shard, unit, local)
-            a = local - block.first
-            if a < 0 or a + n > block.num_rows:
-                raise CorruptData(
-                    f"record {local + n - 1} is beyond what the file holds: it changed "
-                    "since the manifest was made",
-                    uri=self.manifest.uri(shard),
-                )
-            k, cols = block.take_range(a, n)
-            if self._pkeys:
-                cols = dict(cols)
-                for name, value in self.partition_fields(shard).items():
-                    cols[name] = _constant(value, n)
+            k, cols = self._piece(shard, block, range(local, local + n))
             keys.append(k)
             parts.append(cols)
         return self._join(indices, keys, parts, None)
+
+    def _piece(
+        self, shard: int, block: ColumnBlock, rows: range | np.ndarray
+    ) -> tuple[Keys, dict[str, Any]]:
+        """Rows ``rows`` (shard-local: a run, or any) of ``block``, with the shard's partition
+        fields; rows beyond the block mean the file changed since the manifest was made."""
+        if isinstance(rows, range):
+            lo, hi = rows.start, rows.stop - 1
+        else:
+            lo, hi = int(rows.min()), int(rows.max())
+        if lo < block.first or hi >= block.first + block.num_rows:
+            raise CorruptData(
+                f"record {hi} is beyond what the file holds: it changed since the manifest "
+                "was made",
+                uri=self.manifest.uri(shard),
+            )
+        if isinstance(rows, range):
+            k, cols = block.take_range(lo - block.first, len(rows))
+        else:
+            k, cols = block.take(rows - block.first)
+        if self._pkeys:
+            cols = dict(cols)
+            for name, value in self.partition_fields(shard).items():
+                cols[name] = _constant(value, len(rows))
+        return k, cols
 
     def _join(
         self,
@@ -453,18 +467,7 @@ class Dataset:
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), n]):
             shard = int(sh[a])
             block = get(shard, int(un[a]), int(loc[a]))
-            rows = loc[a:b] - block.first
-            if int(rows.max()) >= block.num_rows or int(rows.min()) < 0:
-                raise CorruptData(
-                    f"record {int(loc[a:b].max())} is beyond what the file holds: it changed "
-                    "since the manifest was made",
-                    uri=self.manifest.uri(shard),
-                )
-            k, cols = block.take(rows)
-            if self._pkeys:
-                cols = dict(cols)
-                for name, value in self.partition_fields(shard).items():
-                    cols[name] = _constant(value, b - a)
+            k, cols = self._piece(shard, block, loc[a:b])
             keys.append(k)
             parts.append(cols)
         return self._join(indices, keys, parts, inverse)

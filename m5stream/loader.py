@@ -468,8 +468,7 @@ class Loader:
                 skipped: list[list[Any]] = []
                 if not isinstance(blocks, BaseException) and len(plan.indices):
                     seconds["read"], block_io = ahead.first_reads(blocks)
-                    for k, v in block_io.items():
-                        io[k] = io.get(k, 0) + v
+                    self._stats.add_io(block_io)
                     try:
                         if plan.segments is not None:
                             cols = self.dataset.read_segments(
@@ -502,8 +501,7 @@ class Loader:
                     if res.error is not None:
                         raise res.error.to_exception(None)
                     skipped = res.skipped
-                    for k, v in res.io.items():
-                        io[k] = io.get(k, 0) + v
+                    self._stats.add_io(res.io)
                     seconds.update(res.seconds)
                     batch = assemble_numpy(res.samples) if res.samples else None
                 n = len(batch["__index__"]) if batch is not None else 0

@@ -37,6 +37,7 @@ from ..dataset import Dataset
 from ..errors import M5Error
 from ..formats import ShardReader
 from ..storage.s3 import io_counters, io_delta
+from .task import compact_indices
 
 __all__ = ["BlockReadAhead", "PlannedBatch"]
 
@@ -61,12 +62,6 @@ class PlannedBatch:
     units: np.ndarray | None = None
     #: the distinct units the batch reads, in order of first use
     needs: list[Unit] = field(default_factory=list)
-
-
-def _consecutive(idx: np.ndarray) -> bool:
-    if len(idx) < 3:
-        return len(idx) < 2 or int(idx[1]) == int(idx[0]) + 1
-    return bool((idx[1:] - idx[:-1] == 1).all())
 
 
 class BlockReadAhead:
@@ -173,7 +168,7 @@ class BlockReadAhead:
         else:
             idx = self._indices(step)
         n = len(idx)
-        if n and (run is not None or (int(idx[-1]) - int(idx[0]) + 1 == n and _consecutive(idx))):
+        if n and (run is not None or n == 1 or isinstance(compact_indices(idx), tuple)):
             segs = self._ds.segments(int(idx[0]), n)
             plan = PlannedBatch(step, idx, segs)
             plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
