@@ -3,13 +3,20 @@
 Shard formats (tar, JSONL, Parquet) read a *local file*: an S3 shard is downloaded whole into
 the shard cache (``<cache>/shards``, keyed by URI, size and ETag, so a stale copy is never
 used) by the CRT - no Python copy of the body - and evicted least-recently-used beyond
-``$M5STREAM_SHARD_CACHE_BYTES`` (default 20 GiB). Raw objects are read with one GET each,
-conditional on the manifest's ETag.
+``$M5STREAM_SHARD_CACHE_BYTES`` (default 20 GiB). A shard is downloaded once however many
+processes and threads want it at the same time: the downloader holds an exclusive ``flock`` on
+``<entry>.lock`` and the others wait on it, then find the finished copy (the kernel drops the
+lock of a process that dies, so a crash never blocks the rest). Raw objects are read with one
+GET each, conditional on the manifest's ETag.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._cache import cache_dir, stamp_key
@@ -41,7 +48,7 @@ def _evict(root: Path, limit: int, keep: Path) -> None:
     entries = []
     total = 0
     for p in root.iterdir():
-        if p.suffix == ".tmp":
+        if p.suffix in (".tmp", ".lock"):
             continue
         try:
             st = p.stat()
@@ -54,7 +61,29 @@ def _evict(root: Path, limit: int, keep: Path) -> None:
             break
         if p != keep:
             p.unlink(missing_ok=True)
+            # at worst a process already waiting on the old lock downloads the shard again
+            Path(f"{p}.lock").unlink(missing_ok=True)
             total -= size
+
+
+def _cached(path: Path, size: int) -> bool:
+    try:
+        if path.stat().st_size != size:
+            return False
+    except FileNotFoundError:
+        return False
+    os.utime(path)  # recently used
+    return True
+
+
+@contextmanager
+def _exclusive(lock_path: str) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def local_shard(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> str:
@@ -63,25 +92,27 @@ def local_shard(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> 
         return uri
     root = cache_dir("shards")
     path = root / f"{stamp_key(uri, size, stamp)}{Path(uri).suffix}"
-    if path.exists() and path.stat().st_size == size:
-        os.utime(path)  # recently used
+    if _cached(path, size):
         return str(path)
-    bucket, key = parse_s3_uri(uri)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        client(s3).download(bucket, key, tmp, etag=stamp)
-        got = os.path.getsize(tmp)
-        if got != size:
-            from ..errors import StateMismatch
+    with _exclusive(f"{path}.lock"):
+        if _cached(path, size):  # downloaded by whoever held the lock while we waited
+            return str(path)
+        bucket, key = parse_s3_uri(uri)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            client(s3).download(bucket, key, tmp, etag=stamp)
+            got = os.path.getsize(tmp)
+            if got != size:
+                from ..errors import StateMismatch
 
-            raise StateMismatch(
-                f"object is {got} bytes, the manifest says {size}: it changed since the "
-                "manifest was made",
-                uri=uri,
-            )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                raise StateMismatch(
+                    f"object is {got} bytes, the manifest says {size}: it changed since the "
+                    "manifest was made",
+                    uri=uri,
+                )
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     _evict(root, int(os.environ.get("M5STREAM_SHARD_CACHE_BYTES", DEFAULT_CACHE_BYTES)), path)
     return str(path)

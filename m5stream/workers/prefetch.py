@@ -4,9 +4,11 @@ The order is a pure function, so the trainer knows every future batch's sample i
 background thread walks the coming global steps (``lookahead`` beyond the last delivered one),
 maps their samples to shards, and downloads each new shard into the disk shard cache
 (``storage.blobs.local_shard``) through the CRT, several at a time. Workers then open the
-cached copy instead of waiting for the download. Local datasets and raw objects need none of
-this (raw objects are fetched per batch, concurrently, by the worker itself, and Parquet
-reads only the column chunks it needs, by range).
+cached copy instead of waiting for the download; a worker that needs a shard still being
+downloaded waits for that download (``local_shard``'s lock) rather than starting another.
+Local datasets and raw objects need none of this (raw objects are fetched per batch,
+concurrently, by the worker itself, and Parquet reads only the column chunks it needs, by
+range).
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ class ShardPrefetcher:
             try:
                 self._walk(pool, pending)
             finally:
-                # downloads already running finish (the executor waits for them); count those
-                # that completed, whether or not the loader stopped us
-                for f in pending:
-                    if f.done() or not self._stop.is_set():
-                        self._account(f)
+                if self._stop.is_set():
+                    # the loader is done with these steps: downloads not yet begun are dropped
+                    for f in pending:
+                        f.cancel()
+        # leaving the executor waited for the downloads already running; count every one that
+        # completed (a shard a worker needed first is still counted once it is local)
+        for f in pending:
+            if not f.cancelled():
+                self._account(f)
 
     def _walk(self, pool: ThreadPoolExecutor, pending: list[Future[str]]) -> None:
         m = self.dataset.manifest

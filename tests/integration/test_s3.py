@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,56 @@ def test_loader_prefetches_shards_in_order(
         got = [i for b in lo for i in b["__index__"].tolist()]
         assert sorted(got) == list(range(120))
         assert lo.stats["prefetched_shards"] == 6
+        # each shard was downloaded exactly once, whoever (prefetcher or worker) got to it first
+        total = int(remote.manifest.sizes.sum())
+        assert lo.stats["s3"]["bytes"] == total, lo.stats["s3"]
+
+
+def test_a_shard_is_downloaded_once_by_concurrent_callers(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from m5stream._cache import stamp_key
+    from m5stream.storage.blobs import local_shard
+    from m5stream.storage.s3 import io_counters, io_delta
+
+    monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "cache"))
+    body = np.random.default_rng(5).bytes(3 << 20)
+    s3.client().put(BUCKET, "locked/shard.bin", body)
+    m = m5.dataset(f"s3://{BUCKET}/locked/").manifest
+    args = (m.uri(0), int(m.sizes[0]), m.stamps[0])
+
+    # another process holds the download lock and dies holding it: callers wait, then go on
+    entry = tmp_path / "cache" / "shards" / f"{stamp_key(*args)}.bin"
+    entry.parent.mkdir(parents=True)
+    held = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(entry)], stdout=subprocess.PIPE, text=True
+    )
+    assert held.stdout is not None and held.stdout.readline().strip() == "held"
+
+    def fetch(_: int) -> tuple[str, dict[str, int]]:
+        io0 = io_counters()
+        path = local_shard(*args)
+        return path, io_delta(io0)
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(fetch, i) for i in range(6)]
+        time.sleep(0.5)
+        assert not any(f.done() for f in futures)  # all wait on the dead-to-be holder
+        held.kill()
+        held.wait()
+        results = [f.result(timeout=60) for f in futures]
+    assert {p for p, _ in results} == {str(entry)}
+    assert Path(results[0][0]).read_bytes() == body
+    assert sum(io.get("bytes", 0) for _, io in results) == len(body)  # one download in all
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1] + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""
 
 
 def test_raw_objects_of_a_batch_are_fetched_concurrently(s3_endpoint: str) -> None:
