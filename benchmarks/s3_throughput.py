@@ -3,9 +3,14 @@
 Starts its own SeaweedFS (``weed mini``, free ports, loopback), uploads the data, and runs each
 side alternately, median of ``--repeats``:
 
-(a) tar shards of 32 MiB: m5 fetching shards the way the loader's prefetcher does (CRT writes
-    the body to the shard cache, 4 at a time) and the whole m5 Loader over the shards with an
-    empty cache, vs boto3 ``get_object().read()`` with 8 threads. MB/s and client CPU s/GB.
+(a) 8 tar shards of ~30 MiB (300 samples of 100 KiB each), all sides on the same objects:
+    the m5 ``Loader`` (2 threads, batches of 64, natural order, no transform: the block path,
+    which downloads each shard whole into memory ahead of its batches and slices the batches
+    out of it) and, for reference, the Loader's worker path (``columnar_reads="workers"``:
+    shards downloaded into the disk cache ahead of 2 worker processes) and a bare m5 fetch of
+    the shards into the disk cache (CRT ``recv_filepath``, 4 at a time), vs boto3
+    ``get_object().read()`` with 8 threads. MB/s, and client CPU s/GB (this process, plus the
+    loader's worker processes where it has them; not the SeaweedFS server).
 (b) 64 KiB objects: m5 GETs (32 Python threads over the blocking client; all at once through
     ``get_many``; the ``Loader`` over them as raw objects, 2 workers, batches of 32, listing
     done before) vs boto3, 8 threads.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -39,6 +45,17 @@ MB = 1e6
 
 def cpu() -> float:
     return time.process_time()
+
+
+def proc_cpu(pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` (still running) have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def boto() -> object:
@@ -61,9 +78,12 @@ def upload(c: object, items: list[tuple[str, bytes]]) -> None:
 
 
 def timed(fn: object) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn()``; a number it returns is CPU seconds of processes of
+    its own (loader workers), added."""
     t0, c0 = time.perf_counter(), cpu()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - t0, cpu() - c0
+    extra = fn()  # type: ignore[operator]
+    wall, cs = time.perf_counter() - t0, cpu() - c0
+    return wall, cs + (extra if isinstance(extra, float) else 0.0)
 
 
 class BotoObjects(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -138,67 +158,64 @@ def main() -> None:
         # -- data
         from tests.helpers import sample_bytes
 
-        shards = [(f"tar/shard-{i:05d}.tar", os.urandom(32 << 20)) for i in range(4)]
         small = [(f"small/{i:05d}.bin", os.urandom(64 << 10)) for i in range(400)]
         raw = [(f"raw/{i:05d}.jpg", sample_bytes(i) * 100) for i in range(1500)]
         tiny = [(f"tiny/{i // 1000}/{i:05d}.bin", b"x" * 100) for i in range(10_000)]
-        tar_samples = [{"__key__": f"s{i:05d}", "bin": os.urandom(100 << 10)} for i in range(1200)]
-        for items in (shards, small, raw, tiny):
+        tar_samples = [{"__key__": f"s{i:05d}", "bin": os.urandom(100 << 10)} for i in range(2400)]
+        for items in (small, raw, tiny):
             upload(c, items)
         pattern = m5.write_shards(tar_samples, f"s3://{BUCKET}/tarset", shard_size=300)
+        del tar_samples
+        tds = m5.dataset(pattern)  # listed (and indexed) once, before any timing
+        shard_keys = [tds.manifest.uri(i).split("/", 3)[3] for i in range(tds.manifest.num_shards)]
+        shard_bytes = int(tds.manifest.sizes.sum())
 
         res: dict[str, list[tuple[float, float]]] = {}
 
         def rec(name: str, nbytes: float, wall: float, cpu_s: float) -> None:
             res.setdefault(name, []).append((nbytes / wall / MB, cpu_s / (nbytes / 1e9)))
 
-        shard_bytes = sum(len(d) for _, d in shards)
+        def empty_cache(tag: str) -> None:
+            os.environ["M5STREAM_CACHE"] = str(tmp / f"cache-{tag}")  # no shard on disk
+
+        def a_boto3() -> None:
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda k: b3.get_object(Bucket=BUCKET, Key=k)["Body"].read(),  # type: ignore[attr-defined]
+                        shard_keys,
+                    )
+                )
+
+        def a_fetch() -> None:
+            with ThreadPoolExecutor(4) as pool:
+                list(
+                    pool.map(
+                        lambda k: c.download(BUCKET, k, str(tmp / k.replace("/", "-"))), shard_keys
+                    )
+                )
+
+        def a_loader(reads: str) -> float:
+            with m5.Loader(tds, 64, num_workers=2, output="numpy", columnar_reads=reads) as lo:  # type: ignore[arg-type]
+                assert lo.blockwise == (reads == "threads")
+                for _ in lo:
+                    pass
+                return proc_cpu(lo.worker_pids)  # worker processes (the block path has none)
+
+        sides = [
+            ("a_boto3_8threads", a_boto3),
+            ("a_m5_loader", lambda: a_loader("threads")),
+            ("a_m5_loader_workers", lambda: a_loader("workers")),
+            ("a_m5_fetch_to_disk", a_fetch),
+        ]
         for r in range(a.repeats):
-
-            def m5_fetch(r: int = r) -> None:
-                with ThreadPoolExecutor(4) as pool:
-                    list(
-                        pool.map(
-                            lambda kv: c.download(BUCKET, kv[0], str(tmp / f"{r}-{kv[0][4:]}")),
-                            shards,
-                        )
-                    )
-
-            wall, cs = timed(m5_fetch)
-            rec("a_m5_fetch", shard_bytes, wall, cs)
-            for f in tmp.glob(f"{r}-shard-*"):
-                f.unlink()
-
-            def boto_get() -> None:
-                with ThreadPoolExecutor(8) as pool:
-                    list(
-                        pool.map(
-                            lambda kv: b3.get_object(Bucket=BUCKET, Key=kv[0])["Body"].read(),  # type: ignore[attr-defined]
-                            shards,
-                        )
-                    )
-
-            wall, cs = timed(boto_get)
-            rec("a_boto3_8threads", shard_bytes, wall, cs)
-
-            os.environ["M5STREAM_CACHE"] = str(tmp / f"cache-{r}")  # empty shard cache
-            ds = m5.dataset(pattern)
-            nbytes = sum(len(s["bin"]) for s in tar_samples)
-
-            def loader(ds: object = ds) -> None:
-                with m5.Loader(
-                    ds,
-                    64,
-                    num_workers=2,
-                    output="numpy",
-                    shuffle="block",  # type: ignore[arg-type]
-                    block_size=300,
-                ) as lo:
-                    for _ in lo:
-                        pass
-
-            wall, cs = timed(loader)
-            rec("a_m5_loader_empty_cache", nbytes, wall, cs)
+            for name, fn in sides[r % 4 :] + sides[: r % 4]:  # each side first in turn
+                empty_cache(f"{r}-{name}")
+                wall, cs = timed(fn)
+                rec(name, shard_bytes, wall, cs)
+                for f in tmp.glob("tarset-*"):
+                    f.unlink()
+                shutil.rmtree(tmp / f"cache-{r}-{name}", ignore_errors=True)
 
             small_bytes = sum(len(d) for _, d in small)
             wall, cs = timed(
@@ -295,10 +312,11 @@ def main() -> None:
         def ratio(x: str, y: str, i: int = 0) -> float:
             return median([r[i] for r in res[x]]) / median([r[i] for r in res[y]])
 
-        print(
-            f"(a) m5 fetch / boto3 MB/s: {ratio('a_m5_fetch', 'a_boto3_8threads'):.2f}x; "
-            f"CPU/GB m5/boto3: {ratio('a_m5_fetch', 'a_boto3_8threads', 1):.2f}"
-        )
+        for side in ("a_m5_loader", "a_m5_loader_workers", "a_m5_fetch_to_disk"):
+            print(
+                f"(a) {side[5:]} / boto3: MB/s {ratio(side, 'a_boto3_8threads'):.2f}x, "
+                f"CPU/GB {ratio(side, 'a_boto3_8threads', 1):.2f}x"
+            )
         print(
             "(b) 64 KiB objects m5 / boto3: "
             f"Loader {ratio('b_m5_loader', 'b_boto3_8threads'):.2f}x, "

@@ -14,10 +14,11 @@ Batches: a dict of fixed-shape fields stacked into arrays, variable-length field
 ``__index__`` (int64 global sample ids) and ``__key__`` (list of str; for batches read
 column-wise an equal :class:`m5stream.Keys` sequence that makes the strings on first use).
 
-Paths: a column-wise source (Parquet, CSV) with no transform, in the natural or block order,
-is read by the block path (``m5stream.workers.blocks``: ``num_workers`` threads decode each
-row group once, ahead, and batches are sliced in this process); everything else goes through
-worker processes (``num_workers > 0``) or runs inline. With ``copy=False`` (the
+Paths: a column-wise source (Parquet, CSV), tar shards or raw objects with no transform, in
+the natural or block order, are read by the block path (``m5stream.workers.blocks``:
+``num_workers`` threads decode each unit - row group, file, shard, object - once, ahead, and
+batches are sliced in this process); everything else goes through worker processes
+(``num_workers > 0``) or runs inline. With ``copy=False`` (the
 default) arrays are zero-copy views of a shared-memory slot, and the slot is reused only once
 every view (and tensor made from one) of that batch is gone; keep a batch beyond the next few
 iterations only with ``copy=True``, which copies each batch out once. ``output="torch"``
@@ -62,6 +63,8 @@ _MAX_UNIT_PREFETCH = 64
 #: one-sample units (raw objects) the block path keeps in flight at most, and their bytes
 _MAX_OBJECTS_AHEAD = 512
 _OBJECT_BYTES_AHEAD = 64 << 20
+#: whole shards (tar) the block path keeps downloaded or downloading beyond the current one's
+_SHARDS_AHEAD = 4
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -332,9 +335,9 @@ class Loader:
     @property
     def blockwise(self) -> bool:
         """Batches are sliced in this process out of units that ``num_workers`` threads
-        decode ahead (``m5stream.workers.blocks``): a column-wise source or raw objects, no
-        per-sample or batch transform, an order whose batches read few units (natural or
-        block shuffle), and ``columnar_reads="threads"``."""
+        decode ahead (``m5stream.workers.blocks``): a column-wise source, tar shards or raw
+        objects, no per-sample or batch transform, an order whose batches read few units
+        (natural or block shuffle), and ``columnar_reads="threads"``."""
         return (
             self.columnar_reads == "threads"
             and self.transform is None
@@ -359,9 +362,13 @@ class Loader:
         planned: with twice as many row groups ahead as threads, a thread that finishes a
         decode finds the next one's bytes arrived. A one-sample unit (a raw object) is
         latency-bound: keep many in flight - as many as fit in a byte budget by the mean
-        object size, at least a batch, at most ``_MAX_OBJECTS_AHEAD``."""
+        object size, at least a batch, at most ``_MAX_OBJECTS_AHEAD``. A whole-shard unit (a
+        tar shard, which waits in the disk cache and is mapped, not held) keeps as many shard
+        downloads running as ``storage.blobs`` runs at once."""
         if self.dataset.format.columnar:
             return 2 * self.num_workers + 2
+        if self.dataset.format.shard_units:
+            return _SHARDS_AHEAD
         sizes = self.dataset.manifest.sizes
         mean = max(1, int(sizes.mean())) if len(sizes) else 1
         return min(_MAX_OBJECTS_AHEAD, max(self.batch_size, _OBJECT_BYTES_AHEAD // mean))

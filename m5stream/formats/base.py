@@ -67,6 +67,8 @@ class Format(ABC):
     columnar: bool = False
     #: readers implement ``fetch_unit``/``decode_unit``: the Loader's block path reads it
     block_reads: bool = False
+    #: a decode unit is a whole shard downloaded into the disk shard cache (tar)
+    shard_units: bool = False
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Normalise and check format options (e.g. ``columns``); stored in the manifest."""

@@ -266,7 +266,8 @@ class S3Client:
                 self._crt.make_request(**kwargs).finished_future.result(self.config.timeout)
             except Exception as exc:
                 err = self._error(exc, uri, byte_range, operation)
-                if err is None or attempt >= self.config.retries:
+                # a definite answer (404, 403, 412, ...) is final; others are tried again
+                if err is not None or attempt >= self.config.retries:
                     raise (
                         err
                         or M5Error(f"S3 {operation} failed: {exc}", uri=uri, byte_range=byte_range)
@@ -411,9 +412,14 @@ class S3Client:
                     out.append(resp.into if len(item) == 6 else bytes(resp.into))
                 else:
                     out.append(resp.body())
-            except Exception:
+            except Exception as exc:
                 bucket, key, etag = item[:3]
-                try:
+                rng = f"{item[3]}-{item[3] + item[4] - 1}" if len(item) >= 5 else None
+                final = self._error(exc, f"s3://{bucket}/{key}", rng, "GetObject")
+                if final is not None:  # a definite answer: asking again changes nothing
+                    out.append(final)
+                    continue
+                try:  # the blocking path, with its retries
                     if len(item) == 6:
                         item[5][:] = self.get(bucket, key, item[3], item[4], etag=etag)
                         out.append(item[5])

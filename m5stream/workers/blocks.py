@@ -134,7 +134,9 @@ class BlockReadAhead:
             exc.add_context(uri=self._ds.manifest.uri(unit[0]))
             raise
         block.seconds = time.perf_counter() - t0
-        block.io = io_delta(io0) if io0 is not None else {}
+        if io0 is not None:  # added to what a fetch made in a thread of its own, if any
+            for k, v in io_delta(io0).items():
+                block.io[k] = block.io.get(k, 0) + v
         return block
 
     def _start(self, unit: Unit) -> None:

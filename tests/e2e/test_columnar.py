@@ -1,7 +1,7 @@
-"""Columnar reads (Parquet, CSV): the same batches as the row path whether row groups are
-decoded ahead by threads (the block path) or per batch in worker processes, one decode per
-row group, decode errors reported or skipped exactly as the row path does, and a trainer that
-never deadlocks with its workers however far it looks ahead."""
+"""Columnar reads (Parquet, CSV) and untransformed tar shards: the same batches as the row
+path whether units are decoded ahead by threads (the block path) or per batch in worker
+processes, one decode per row group, decode errors reported or skipped exactly as the row path
+does, and a trainer that never deadlocks with its workers however far it looks ahead."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import m5stream as m5
-from tests.helpers import make_parquet_dataset, sample_bytes
+from m5stream.demo import write_tar_shard
+from tests.helpers import make_parquet_dataset, make_tar_dataset, sample_bytes
 
 
 def identity(sample: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +89,56 @@ def test_columnar_csv_equals_row_path(tmp_path: Path) -> None:
             kw = dict(batch_size=6, shuffle=shuffle, seed=1, num_workers=2, block_size=10)
             col = batches(ds, columnar_reads=reads, **kw)
             same(col, batches(ds, transform=identity, **kw))
+
+
+def test_tar_block_path_equals_the_row_path(tmp_path: Path) -> None:
+    make_tar_dataset(tmp_path, shards=3, per_shard=17)
+    # shard 3: its samples' fields differ (read row by row); shard 4: other fields than 0-2
+    write_tar_shard(
+        str(tmp_path / "shard-00003.tar"),
+        [{"bin": b"a", "cls": b"1"}, {"bin": b"b"}, {"bin": b"c", "cls": b"3", "txt": b"t"}],
+        ["x0", "x1", "x2"],
+    )
+    write_tar_shard(
+        str(tmp_path / "shard-00004.tar"), [{"txt": b"%d" % i} for i in range(5)], list("abcde")
+    )
+    ds = m5.dataset(str(tmp_path / "shard-{00000..00004}.tar"))
+    assert len(ds) == 3 * 17 + 3 + 5
+    for shuffle in (False, "block", True):
+        for nw in (0, 2):
+            kw = dict(batch_size=6, shuffle=shuffle, seed=3, num_workers=nw, block_size=10)
+            with m5.Loader(ds, **kw) as lo:
+                assert lo.blockwise == (shuffle is not True)
+            col = batches(ds, **kw)
+            for b in col:  # batches of the uniform shards are sliced out of their maps
+                if shuffle is not True and b["__index__"].max() < 51:
+                    assert isinstance(b["__key__"], m5.Keys)
+            plain = [{**b, "__key__": list(b["__key__"])} for b in col]
+            for other in (
+                batches(ds, transform=identity, **kw),
+                batches(ds, columnar_reads="workers", **kw),
+            ):
+                assert len(plain) == len(other)
+                for x, y in zip(plain, other):
+                    assert list(x) == list(y) and x["__key__"] == y["__key__"]
+                    assert np.array_equal(x["__index__"], y["__index__"])
+                    assert all(x[k] == y[k] for k in x if k not in ("__key__", "__index__"))
+            got = {
+                i: (k, v)
+                for b in plain
+                for i, k, v in zip(b["__index__"].tolist(), b["__key__"], b.get("bin", []))
+            }
+            assert got[20] == ("s000020", sample_bytes(20))
+    first = batches(ds, batch_size=6, num_workers=2)[0]
+    assert list(first) == ["bin", "cls", "__index__", "__key__"]
+    assert first["bin"] == [sample_bytes(i) for i in range(6)]
+    assert first["cls"] == [str(i).encode() for i in range(6)]
+    assert list(first["__key__"]) == [f"s{i:06d}" for i in range(6)]
+    # the batch that spans shards 2 (bin, cls), 3 (mixed) and 4 (txt): the row path's union
+    mixed = batches(ds, batch_size=6, num_workers=2)[8]
+    assert mixed["__index__"].tolist() == list(range(48, 54))
+    assert mixed["cls"] == [b"48", b"49", b"50", b"1", None, b"3"]
+    assert mixed["txt"] == [None] * 5 + [b"t"]
 
 
 def _corrupt_row_group(path: Path, group: int) -> int:

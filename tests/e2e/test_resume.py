@@ -58,9 +58,16 @@ def tar_ds(tmp_path_factory: pytest.TempPathFactory) -> m5.Dataset:
     return m5.dataset(make_tar_dataset(root, shards=10, per_shard=25))  # 250 samples
 
 
-@pytest.mark.parametrize("shuffle", ["global", "block", "none"])
-def test_loader_resume_matrix_drop_last(tar_ds: m5.Dataset, shuffle: str) -> None:
+@pytest.mark.parametrize(
+    ("shuffle", "reads"),
+    [("global", "threads"), ("block", "threads"), ("none", "threads"), ("block", "workers")],
+)
+def test_loader_resume_matrix_drop_last(tar_ds: m5.Dataset, shuffle: str, reads: str) -> None:
+    """Untransformed tar in the natural or block order takes the block path (threads map
+    whole shards ahead); ``columnar_reads="workers"`` keeps the worker processes."""
     kw = {"shuffle": shuffle, "seed": 11, "drop_last": True, "block_size": 40}
+    kw["columnar_reads"] = reads
+    assert m5.Loader(tar_ds, 8, **kw).blockwise == (shuffle != "global" and reads == "threads")
     check_resume(
         lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw),
         configs=MATRIX,

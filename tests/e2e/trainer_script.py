@@ -18,7 +18,9 @@ def main() -> None:
     mode, pattern = sys.argv[1], sys.argv[2]
     ds = m5.dataset(pattern)
     if mode == "close":
-        lo = m5.Loader(ds, 4, num_workers=2, output="numpy")
+        # the worker processes are what this mode checks (untransformed tar would be read by
+        # threads in this process, the block path)
+        lo = m5.Loader(ds, 4, num_workers=2, output="numpy", columnar_reads="workers")
         batch = next(iter(lo))
         print("pids", *lo.worker_pids, flush=True)
         sys.stdin.readline()

@@ -18,7 +18,7 @@ import m5stream as m5
 from m5stream.catalog.s3list import list_prefix
 from m5stream.storage import s3
 from tests.helpers import make_jsonl_dataset, make_parquet_dataset, make_tar_dataset, sample_bytes
-from tests.integration.conftest import BUCKET
+from tests.integration.conftest import BUCKET, KEY_ID, SECRET
 from tests.resume_harness import check_resume
 
 
@@ -204,14 +204,78 @@ def test_loader_prefetches_shards_in_order(
     monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "fresh-cache"))  # nothing cached yet
     remote = m5.dataset(f"s3://{BUCKET}/tars/shard-{{00000..00005}}.tar")
     with m5.Loader(
-        remote, 8, shuffle="block", block_size=20, seed=1, num_workers=2, output="numpy"
+        remote,
+        8,
+        shuffle="block",
+        block_size=20,
+        seed=1,
+        num_workers=2,
+        output="numpy",
+        columnar_reads="workers",  # the worker path: workers read the disk shard cache
     ) as lo:
+        assert not lo.blockwise
         got = [i for b in lo for i in b["__index__"].tolist()]
         assert sorted(got) == list(range(120))
         assert lo.stats["prefetched_shards"] == 6
         # each shard was downloaded exactly once, whoever (prefetcher or worker) got to it first
         total = int(remote.manifest.sizes.sum())
         assert lo.stats["s3"]["bytes"] == total, lo.stats["s3"]
+
+
+def _shard_maps() -> int:
+    with open("/proc/self/maps") as f:
+        return f.read().count("memfd:m5stream-shard")
+
+
+@pytest.mark.parametrize("nw", [0, 2])
+def test_tar_block_path_streams_shards_through_memory(
+    tar_pair: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nw: int
+) -> None:
+    cache = tmp_path / "fresh-cache"
+    monkeypatch.setenv("M5STREAM_CACHE", str(cache))  # no shard on disk yet
+    local, remote = tar_pair
+    kw = dict(shuffle="block", block_size=20, seed=1, num_workers=nw, output="numpy")
+    with m5.Loader(remote, 8, **kw) as lo:  # type: ignore[arg-type]
+        assert lo.blockwise
+        got = [(b["__index__"].tolist(), b["bin"], list(b["__key__"])) for b in lo]
+        io = lo.stats["s3"]
+    with m5.Loader(local, 8, columnar_reads="workers", **kw) as lo:  # type: ignore[arg-type]
+        want = [(b["__index__"].tolist(), b["bin"], b["__key__"]) for b in lo]
+    assert got == want and sorted(i for g in got for i in g[0]) == list(range(120))
+    # each shard was downloaded once, into memory: nothing written to the disk shard cache,
+    # and no map of one left once the loader is done
+    assert io["bytes"] == int(remote.manifest.sizes.sum()) and io["GetObject"] == 6, io
+    assert not (cache / "shards").exists() or not any((cache / "shards").iterdir())
+    assert _shard_maps() == 0
+
+
+def test_tar_block_path_missing_or_changed_shard(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "cache"))
+    make_tar_dataset(tmp_path / "src", shards=3, per_shard=10)
+    _upload_dir(tmp_path / "src", "tarbad")
+    ds = m5.dataset(f"s3://{BUCKET}/tarbad/shard-{{00000..00002}}.tar")
+    # shard 1 changes after the manifest was made (a different ETag), then shard 2 is deleted
+    c = s3.client()
+    c.put(BUCKET, "tarbad/shard-00001.tar", (tmp_path / "src" / "shard-00000.tar").read_bytes())
+    c._request("DELETE", BUCKET, "tarbad/shard-00002.tar", operation="DeleteObject")
+    # listing cached the manifest's copies on disk (those would still be read): not any more
+    monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "cache-2"))
+    kw = dict(num_workers=2, output="numpy")
+    with m5.Loader(ds, 4, **kw) as lo:  # type: ignore[arg-type]
+        assert lo.blockwise
+        it = iter(lo)
+        assert [next(it)["__index__"].tolist() for _ in range(2)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        with pytest.raises(m5.StateMismatch, match=r"shard-00001\.tar"):
+            next(it)
+    with m5.Loader(ds, 4, on_error="skip", **kw) as lo:  # type: ignore[arg-type]
+        got = [i for b in lo for i in b["__index__"].tolist()]
+        skipped = lo.state_dict()["skipped"]
+    assert got == list(range(10))
+    assert [r[1] for r in skipped] == list(range(10, 30))
+    assert "StateMismatch" in skipped[0][3] and "NotFound" in skipped[-1][3]
+    assert _shard_maps() == 0
 
 
 def test_a_shard_is_downloaded_once_by_concurrent_callers(
@@ -353,6 +417,43 @@ def test_faults_change_nothing(s3_endpoint: str) -> None:
         for i in range(20):  # ranged reads straight through the faults
             assert s3.client(cfg).get(BUCKET, shard, i, 50) == direct.get(BUCKET, shard, i, 50)
         assert proxy.stats["slowdown"] >= 3 and proxy.stats["reset"] >= 3
+    finally:
+        proxy.close()
+
+
+def test_retries_are_for_faults_only(s3_endpoint: str, tmp_path: Path) -> None:
+    """A definite answer (404, 412) is final after one request; a fault that persists is
+    tried ``retries`` more times, then raised naming bucket, key and byte range."""
+    from m5stream.storage.s3 import io_counters, io_delta
+    from tests.integration.faultproxy import FaultProxy
+
+    c = s3.client()
+    c.put(BUCKET, "retry/x.bin", b"0123456789" * 10)
+    for call in (
+        lambda: c.get(BUCKET, "retry/none.bin"),
+        lambda: c.get(BUCKET, "retry/x.bin", etag="0" * 32),
+        lambda: c.download(BUCKET, "retry/none.bin", str(tmp_path / "out")),
+        lambda: c.start_many([(BUCKET, "retry/none.bin", None)])(),
+    ):
+        io0 = io_counters()
+        try:
+            got = call()
+        except (m5.NotFound, m5.StateMismatch):
+            got = None
+        assert got is None or isinstance(got[0], m5.NotFound)  # type: ignore[index]
+        assert io_delta(io0).get("GetObject") == 1, io_delta(io0)
+    proxy = FaultProxy(int(s3_endpoint.rsplit(":", 1)[1]), every=1)  # every request: 503
+    try:
+        # (the CRT's own retries, 5 with backoff, come first: each try of ours takes seconds)
+        broken = s3.S3Client(s3.S3Config(endpoint=proxy.endpoint, retries=1))
+        io0 = io_counters()
+        with pytest.raises(m5.M5Error) as err:
+            broken.get(BUCKET, "retry/x.bin", 5, 20)
+        assert type(err.value) is m5.M5Error  # not NotFound / PermissionDenied / ...
+        assert err.value.uri == f"s3://{BUCKET}/retry/x.bin" and err.value.byte_range == "5-24"
+        assert KEY_ID not in str(err.value) and SECRET not in str(err.value)
+        assert io_delta(io0)["GetObject"] == 2  # the first try and 1 retry of ours
+        assert proxy.stats["slowdown"] >= 2 and proxy.stats["forwarded"] == 0
     finally:
         proxy.close()
 

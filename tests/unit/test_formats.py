@@ -75,6 +75,40 @@ def test_tar_truncated_after_indexing_names_key_and_range(tmp_path: Path) -> Non
     assert e.value.index == 3
 
 
+def test_tar_block_equals_reading_each_sample(tmp_path: Path) -> None:
+    from m5stream.demo import write_tar_shard
+    from m5stream.formats.tar import TarBlock
+
+    ds = m5.dataset(make_tar_dataset(tmp_path, shards=1, per_shard=9))
+    reader = ds.format.open(ds.manifest.shard(0), ds.manifest.options)
+    block = reader.decode_unit(0)
+    assert isinstance(block, TarBlock) and block.num_rows == 9
+    rows = [reader.read(i) for i in range(9)]  # the row path, sample by sample
+    keys, cols = block.take_range(2, 5)
+    assert list(keys) == [k for k, _ in rows[2:7]]
+    assert cols == {
+        "bin": [f["bin"] for _, f in rows[2:7]],
+        "cls": [f["cls"] for _, f in rows[2:7]],
+    }
+    pick = np.array([8, 0, 3, 3])
+    keys, cols = block.take(pick)
+    assert list(keys) == [rows[i][0] for i in pick] and cols["bin"] == [
+        rows[i][1]["bin"] for i in pick
+    ]
+    assert block.row(4) == rows[4]
+    # samples with different fields: no block (the loader reads such a shard row by row)
+    write_tar_shard(str(tmp_path / "mixed.tar"), [{"a": b"1"}, {"b": b"2"}], ["k0", "k1"])
+    mixed = m5.dataset(str(tmp_path / "mixed.tar"))
+    r = mixed.format.open(mixed.manifest.shard(0), mixed.manifest.options)
+    with pytest.raises(ValueError, match="different fields"):
+        r.decode_unit(0)
+    # a shard cut short after it was indexed: CorruptData naming it, as the row path does
+    shard = tmp_path / "shard-00000.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    with pytest.raises(m5.CorruptData, match=r"shard-00000\.tar"):
+        ds.format.open(ds.manifest.shard(0), ds.manifest.options).decode_unit(0)
+
+
 def test_jsonl_lines_and_projection(tmp_path: Path) -> None:
     ds = m5.dataset(make_jsonl_dataset(tmp_path, files=2, per_file=3))
     assert ds.manifest.format == "jsonl" and len(ds) == 6
