@@ -63,8 +63,10 @@ _MAX_UNIT_PREFETCH = 64
 #: one-sample units (raw objects) the block path keeps in flight at most, and their bytes
 _MAX_OBJECTS_AHEAD = 512
 _OBJECT_BYTES_AHEAD = 64 << 20
-#: whole shards (tar) the block path keeps downloaded or downloading beyond the current one's
+#: whole shards (tar) the block path keeps downloaded or downloading beyond the current one's:
+#: at most this many, and no more than fit in the byte budget (at least one)
 _SHARDS_AHEAD = 4
+_SHARD_BYTES_AHEAD = 512 << 20
 
 
 def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -362,15 +364,15 @@ class Loader:
         planned: with twice as many row groups ahead as threads, a thread that finishes a
         decode finds the next one's bytes arrived. A one-sample unit (a raw object) is
         latency-bound: keep many in flight - as many as fit in a byte budget by the mean
-        object size, at least a batch, at most ``_MAX_OBJECTS_AHEAD``. A whole-shard unit (a
-        tar shard, which waits in the disk cache and is mapped, not held) keeps as many shard
-        downloads running as ``storage.blobs`` runs at once."""
+        object size, at least a batch, at most ``_MAX_OBJECTS_AHEAD``. Whole-shard units (tar
+        shards, downloaded into memory) keep as many downloads running as ``storage.blobs``
+        runs at once, fewer when that many shards would pass ``_SHARD_BYTES_AHEAD``."""
         if self.dataset.format.columnar:
             return 2 * self.num_workers + 2
-        if self.dataset.format.shard_units:
-            return _SHARDS_AHEAD
         sizes = self.dataset.manifest.sizes
         mean = max(1, int(sizes.mean())) if len(sizes) else 1
+        if self.dataset.format.shard_units:
+            return max(1, min(_SHARDS_AHEAD, _SHARD_BYTES_AHEAD // mean))
         return min(_MAX_OBJECTS_AHEAD, max(self.batch_size, _OBJECT_BYTES_AHEAD // mean))
 
     def _run(self, step: int) -> tuple[int, int] | None:

@@ -249,3 +249,10 @@ def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
     assert small._block_depth() == 512  # the cap
     with big:
         assert [i for b in big for i in b["__index__"].tolist()] == list(range(6))
+    # tar shards: 4 ahead, fewer when 4 would pass 512 MiB (at least 1)
+    lo = m5.Loader(m5.dataset(make_tar_dataset(tmp_path / "tar", shards=2, per_shard=3)), 2)
+    assert lo.blockwise and lo._block_depth() == 4
+    lo.dataset.manifest.sizes[:] = 200 << 20
+    assert lo._block_depth() == 2
+    lo.dataset.manifest.sizes[:] = 2 << 30
+    assert lo._block_depth() == 1
