@@ -182,16 +182,19 @@ def main() -> None:
             return rows
 
         times: dict[str, list[float]] = {"m5": [], "pyarrow": []}
+        cpu: dict[str, list[float]] = {"m5": [], "pyarrow": []}
         for _ in range(a.repeats):
             for name, fn in (("m5", run_m5), ("pyarrow", run_pyarrow)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 got = fn()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
                 assert got == total, (name, got, total)
         m5_rate = total / median(times["m5"])
         pa_rate = total / median(times["pyarrow"])
-        print(f"m5 Loader:       {m5_rate:>12,.0f} rows/s")
-        print(f"pyarrow.dataset: {pa_rate:>12,.0f} rows/s")
+        # client CPU (this process, every thread; the servers are not counted)
+        print(f"m5 Loader:       {m5_rate:>12,.0f} rows/s  {median(cpu['m5']):.2f} CPU s")
+        print(f"pyarrow.dataset: {pa_rate:>12,.0f} rows/s  {median(cpu['pyarrow']):.2f} CPU s")
         print(f"ratio m5 / pyarrow: {m5_rate / pa_rate:.2f}  (target >= 1.0)")
     finally:
         moto.stop()

@@ -1,10 +1,12 @@
 """Columns of a batch read column-wise (Parquet, CSV): decoded blocks, keys, concatenation.
 
-A column is a 1-d numpy array, a Python list, or - for text and binary columns without nulls -
-a ``pyarrow`` string/binary array. The Arrow form is kept as long as possible: a worker copies
-its offsets and bytes into the batch's shared-memory slot (no Python object per value, nothing
-pickled), and the trainer makes the Python ``str``/``bytes`` list once, when the batch is
-delivered, with the ``m5stream._native.textcol`` kernel. :func:`finish` turns every column into
+A column is a 1-d numpy array, a Python list, an Arrow array (types without a cheaper form),
+or - for text and binary columns without nulls - a :class:`TextColumn`: the Arrow layout
+(offsets + bytes) as numpy views, made once per decoded block. That form is kept as long as
+possible: a batch's piece is two numpy slices, a worker copies the offsets and bytes into the
+batch's shared-memory slot (no Python object per value, nothing pickled), and the trainer
+makes the Python ``str``/``bytes`` list once, when the batch is delivered, with the
+``m5stream._native.textcol`` kernel. :func:`finish` turns every column into
 what the row path would have batched (``workers.assemble`` rules), so both paths deliver
 identical batches.
 
@@ -25,10 +27,12 @@ import numpy as np
 __all__ = [
     "ColumnBlock",
     "Keys",
+    "TextColumn",
     "arrow_text",
     "arrow_values",
     "concat",
     "finish",
+    "is_text",
     "settle",
     "values_from_offsets_reference",
 ]
@@ -149,18 +153,85 @@ def values_from_offsets_reference(offsets: np.ndarray, data: Any, text: bool = T
     return [v.decode("utf-8") for v in vals] if text else vals
 
 
-def arrow_values(column: Any) -> list[Any]:
-    """The Python values of an Arrow column (``str``/``bytes`` through the text kernel)."""
-    if arrow_text(column):
-        from ._native.textcol import values_from_offsets
+class TextColumn:
+    """A text or binary column without nulls as Arrow lays it out: ``n + 1`` int32 offsets
+    into a byte buffer (numpy views of the decoded Arrow array's buffers, which ``owner``
+    keeps alive).
 
+    Blocks hold their text columns in this form (made once per block, in the thread that
+    decodes it), so a batch's piece is two numpy slices and its Python values one kernel call
+    (``m5stream._native.textcol``) - no Arrow object per batch. The worker path ships
+    ``parts()`` through the shared-memory slot."""
+
+    __slots__ = ("data", "offsets", "owner", "text")
+
+    def __init__(self, offsets: np.ndarray, data: np.ndarray, text: bool, owner: Any = None):
+        self.offsets = offsets
+        self.data = data
+        self.text = text
+        self.owner = owner
+
+    @classmethod
+    def from_arrow(cls, column: Any) -> TextColumn:
+        """Of a pyarrow ``string``/``binary`` array without nulls (``arrow_text``)."""
         bufs = column.buffers()
         n, off = len(column), column.offset
         if bufs[1] is None:  # an empty array may have no offsets buffer
-            return []
-        offsets = np.frombuffer(bufs[1], dtype=np.int32)[off : off + n + 1]
+            offsets = np.zeros(1, np.int32)
+        else:
+            offsets = np.frombuffer(bufs[1], dtype=np.int32)[off : off + n + 1]
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else _EMPTY
-        return values_from_offsets(offsets, data, text=column.type.id == _text_ids()[0])
+        return cls(offsets, data, column.type.id == _text_ids()[0], column)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def slice(self, a: int, n: int) -> TextColumn:
+        return TextColumn(self.offsets[a : a + n + 1], self.data, self.text, self.owner)
+
+    def values(self) -> list[Any]:
+        """The Python ``str`` (or ``bytes``) values."""
+        from ._native.textcol import values_from_offsets
+
+        return values_from_offsets(self.offsets, self.data, text=self.text)
+
+    def take(self, rows: np.ndarray) -> list[Any]:
+        """The values of ``rows`` (any order), as a list."""
+        lo, hi = int(rows.min()), int(rows.max())
+        vals = self.slice(lo, hi - lo + 1).values()
+        return [vals[i] for i in (rows - lo).tolist()]
+
+    def parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets rebased to 0, and just the bytes they span."""
+        lo, hi = int(self.offsets[0]), int(self.offsets[-1])
+        return self.offsets - np.int32(lo), self.data[lo:hi]
+
+    @staticmethod
+    def concat(columns: list[TextColumn]) -> TextColumn:
+        """The values of several in order, as one (a batch that spans blocks)."""
+        pieces = [c.parts() for c in columns]
+        bases = np.cumsum([0] + [len(d) for _, d in pieces[:-1]])
+        offsets = np.concatenate(
+            [pieces[0][0]] + [o[1:] + np.int32(b) for (o, _), b in zip(pieces[1:], bases[1:])]
+        ).astype(np.int32)
+        data = np.concatenate([d for _, d in pieces]) if pieces else _EMPTY
+        return TextColumn(offsets, data, columns[0].text)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TextColumn):
+            return self.text == other.text and self.values() == other.values()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TextColumn({self.values()!r})"
+
+
+def arrow_values(column: Any) -> list[Any]:
+    """The Python values of an Arrow column (``str``/``bytes`` through the text kernel)."""
+    if arrow_text(column):
+        return TextColumn.from_arrow(column).values()
     return list(column.to_pylist())
 
 
@@ -187,9 +258,16 @@ def arrow_text(column: Any) -> bool:
     return getattr(t, "id", None) in _text_ids()
 
 
+def is_text(column: Any) -> bool:
+    """A text column of a block or batch: a :class:`TextColumn`."""
+    return isinstance(column, TextColumn)
+
+
 def _as_list(column: Any) -> list[Any]:
     if isinstance(column, list):
         return column
+    if isinstance(column, TextColumn):
+        return column.values()
     if isinstance(column, np.ndarray):
         return column.tolist()
     if isinstance(column, Keys):
@@ -205,16 +283,14 @@ def concat(columns: list[Any]) -> Any:
         return Keys.concat(columns)
     if all(isinstance(c, np.ndarray) for c in columns):
         return np.concatenate(columns)
-    if all(arrow_text(c) for c in columns) and len({c.type for c in columns}) == 1:
-        import pyarrow as pa
-
-        return pa.concat_arrays(columns)
+    if all(isinstance(c, TextColumn) for c in columns) and len({c.text for c in columns}) == 1:
+        return TextColumn.concat(columns)
     return [v for c in columns for v in _as_list(c)]
 
 
 def settle(column: Any) -> Any:
-    """Arrow text stays; other Arrow arrays and lists follow the row path's batching rules."""
-    if isinstance(column, (np.ndarray, Keys)) or arrow_text(column):
+    """Text columns stay; Arrow arrays and lists follow the row path's batching rules."""
+    if isinstance(column, (np.ndarray, Keys, TextColumn)):
         return column
     from .workers.assemble import classify
 
@@ -228,13 +304,14 @@ def settle(column: Any) -> Any:
 
 
 def finish(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch with Arrow text columns made into Python lists (the in-process path)."""
-    return {k: _as_list(v) if arrow_text(v) else v for k, v in batch.items()}
+    """The batch with its text columns made into Python lists (the in-process path)."""
+    return {k: v.values() if isinstance(v, TextColumn) else v for k, v in batch.items()}
 
 
 def _column_values(col: Any) -> Any:
-    """Primitive non-null columns as numpy; others stay Arrow arrays (made into Python values
-    per batch or per row, never a whole block at a time).
+    """Primitive non-null columns as numpy; text columns without nulls as a
+    :class:`TextColumn`; others stay Arrow arrays (made into Python values per batch or per
+    row, never a whole block at a time).
 
     The numpy arrays are writable copies, made once per block where it is decoded (a read-ahead
     thread): batches are then plain views of them. A per-batch copy in the trainer would
@@ -247,15 +324,21 @@ def _column_values(col: Any) -> Any:
         pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
     ):
         return col.to_numpy(zero_copy_only=False, writable=True)
+    if arrow_text(col):
+        return TextColumn.from_arrow(col)
     return col
 
 
 def _take(values: Any, sel: slice | np.ndarray) -> Any:
     """``values[sel]``: rows of a numpy column (a view of the block's writable copy for a
-    slice, which keeps the block's column alive while the batch lives), or of an Arrow column
-    (still Arrow)."""
+    slice, which keeps the block's column alive while the batch lives), of a text column
+    (still a :class:`TextColumn` for a slice), or of an Arrow column (still Arrow)."""
     if isinstance(values, np.ndarray):
         return values[sel]
+    if isinstance(values, TextColumn):
+        if isinstance(sel, slice):
+            return values.slice(sel.start, sel.stop - sel.start)
+        return values.take(sel)
     if isinstance(values, list):
         return values[sel] if isinstance(sel, slice) else [values[i] for i in sel.tolist()]
     if isinstance(sel, slice):
@@ -300,7 +383,7 @@ class ColumnBlock:
             return v
         got = self._lists.get(name)
         if got is None:
-            got = self._lists[name] = arrow_values(v)
+            got = self._lists[name] = _as_list(v)
         return got
 
     def _key_part(self, rows: range | np.ndarray) -> tuple[str, range | np.ndarray | None]:

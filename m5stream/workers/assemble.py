@@ -241,24 +241,14 @@ def write_batch(
     return layout, needed, failures
 
 
-def _text_parts(col: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (rebased to 0) and bytes of a pyarrow string/binary array without nulls."""
-    n = len(col)
-    bufs = col.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int32)[col.offset : col.offset + n + 1]
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(bufs[2], dtype=np.uint8)[lo:hi] if hi > lo else np.zeros(0, np.uint8)
-    return offsets - np.int32(lo), data
-
-
 def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
     """Write an already batched dict (a batch transform's output, or a batch read column-wise)
     into ``slot``: numpy arrays and Arrow text columns (offsets + bytes, see
     ``m5stream.columns``) go to the slot (inline when it is too small), anything else travels
     as an object."""
-    from ..columns import arrow_text
+    from ..columns import TextColumn
 
-    texts = {k: _text_parts(v) for k, v in batch.items() if arrow_text(v)}
+    texts = {k: v.parts() for k, v in batch.items() if isinstance(v, TextColumn)}
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
     needed = sum(_aligned(v.nbytes) for v in arrays.values())
     needed += sum(_aligned(o.nbytes) + _aligned(d.nbytes) for o, d in texts.values())
@@ -268,13 +258,13 @@ def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
     for k, v in batch.items():
         if k in texts:
             if not fits:
-                layout.append(("object", k, v.to_pylist()))
+                layout.append(("object", k, v.values()))
                 continue
             offsets, data = texts[k]
             slot[off : off + offsets.nbytes].view(np.int32)[:] = offsets
             off_data = off + _aligned(offsets.nbytes)
             slot[off_data : off_data + data.nbytes] = data
-            kind = "str" if v.type.equals(_pa_string()) else "bin"
+            kind = "str" if v.text else "bin"
             layout.append(("text", k, off, off_data, len(v), int(data.nbytes), kind))
             off = off_data + _aligned(data.nbytes)
         elif k == "__index__":
@@ -289,12 +279,6 @@ def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
         else:
             layout.append(("object", k, v))
     return layout, needed
-
-
-def _pa_string() -> Any:
-    import pyarrow as pa
-
-    return pa.string()
 
 
 def _read_text(slot: np.ndarray, entry: tuple[Any, ...]) -> list[Any]:

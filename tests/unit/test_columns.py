@@ -11,7 +11,7 @@ import pytest
 
 import m5stream as m5
 from m5stream._native.textcol import values_from_offsets
-from m5stream.columns import Keys, arrow_values, values_from_offsets_reference
+from m5stream.columns import Keys, TextColumn, arrow_values, values_from_offsets_reference
 from tests.helpers import make_parquet_dataset
 
 IMPLS = [values_from_offsets, values_from_offsets_reference]
@@ -119,4 +119,27 @@ def test_block_slices_are_writable_copies_and_keys(tmp_path: Path) -> None:
     cols["id"][0] = -1  # writable: torch.from_numpy takes it without a warning
     keys, cols = block.take(np.array([5, 0, 3]))
     assert keys == ["part-000.parquet#21", "part-000.parquet#16", "part-000.parquet#19"]
-    assert cols["title"].to_pylist() == ["title 21", "title 16", "title 19"]
+    assert cols["title"] == ["title 21", "title 16", "title 19"]  # a gather: a list
+    _, cols = block.take_range(4, 3)  # a run of a text column: offsets and bytes, no copy
+    assert isinstance(cols["title"], TextColumn) and cols["title"].data is block.data["title"].data
+    assert cols["title"].values() == ["title 20", "title 21", "title 22"]
+    offsets, data = cols["title"].parts()
+    assert offsets.tolist() == [0, 8, 16, 24] and data.tobytes() == b"title 20title 21title 22"
+
+
+def test_text_column_slices_concat_and_gathers() -> None:
+    import pyarrow as pa
+
+    words = ["a", "", "héllo", "bb", "ccc", "d"]
+    col = TextColumn.from_arrow(pa.array(words).slice(1, 5))  # an offset into the buffers
+    assert len(col) == 5 and col.values() == words[1:]
+    assert col.slice(1, 3).values() == words[2:5] and col.slice(5, 0).values() == []
+    assert col.take(np.array([4, 0, 2, 2])) == [words[5], words[1], words[3], words[3]]
+    joined = TextColumn.concat(
+        [col.slice(0, 2), col.slice(3, 2), TextColumn.from_arrow(pa.array(["z"]))]
+    )
+    assert joined.values() == ["", "héllo", "ccc", "d", "z"] and joined.parts()[0][0] == 0
+    raw = TextColumn.from_arrow(pa.array([b"\x00\xff", b"x"]))
+    assert not raw.text and raw.values() == [b"\x00\xff", b"x"]
+    assert TextColumn.from_arrow(pa.array([], pa.string())).values() == []
+    assert col.slice(1, 2) == TextColumn.from_arrow(pa.array(words[2:4]))
