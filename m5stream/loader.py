@@ -475,7 +475,7 @@ class Loader:
                 batch: dict[str, Any] | None = None
                 io = io_delta(io0)
                 skipped: list[list[Any]] = []
-                if not isinstance(blocks, BaseException) and len(plan.indices):
+                if not isinstance(blocks, BaseException) and len(plan):
                     seconds["read"], block_io = ahead.first_reads(blocks)
                     self._stats.add_io(block_io)
                     try:
@@ -496,7 +496,7 @@ class Loader:
                     except Exception:
                         batch = None  # the row path below finds the failing sample
                     seconds["assemble"] = clock() - t1
-                if batch is None and len(plan.indices):
+                if batch is None and len(plan):
                     # a unit failed to decode (or the batch to slice): read the batch row by
                     # row, which raises or skips exactly as the other paths do
                     res = load_samples(

@@ -53,7 +53,9 @@ _THREAD_READERS = 4
 @dataclass
 class PlannedBatch:
     step: int
-    indices: np.ndarray
+    #: the batch's sample indices, or ``(first, count)`` of a run (made into an array when
+    #: asked for: planning runs hundreds of steps ahead of the trainer)
+    index_run: np.ndarray | tuple[int, int]
     #: consecutive samples: ``(shard, unit, first local, count)`` runs (``Dataset.segments``)
     segments: list[tuple[int, int, int, int]] | None
     #: otherwise: where each sample is
@@ -62,6 +64,17 @@ class PlannedBatch:
     units: np.ndarray | None = None
     #: the distinct units the batch reads, in order of first use
     needs: list[Unit] = field(default_factory=list)
+
+    @property
+    def indices(self) -> np.ndarray:
+        if isinstance(self.index_run, tuple):
+            first, count = self.index_run
+            self.index_run = np.arange(first, first + count, dtype=np.int64)
+        return self.index_run
+
+    def __len__(self) -> int:
+        r = self.index_run
+        return r[1] if isinstance(r, tuple) else len(r)
 
 
 class BlockReadAhead:
@@ -166,11 +179,17 @@ class BlockReadAhead:
         step = self._next
         run = self._runs(step) if self._runs is not None else None
         if run is not None:
-            idx = np.arange(run[0], run[0] + run[1], dtype=np.int64)
-        else:
-            idx = self._indices(step)
+            if run[1]:
+                segs = self._ds.segments(run[0], run[1])
+                plan = PlannedBatch(step, run, segs)
+                plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
+            else:
+                plan = PlannedBatch(step, np.zeros(0, np.int64), None)
+            self._add(plan)
+            return
+        idx = self._indices(step)
         n = len(idx)
-        if n and (run is not None or n == 1 or isinstance(compact_indices(idx), tuple)):
+        if n and (n == 1 or isinstance(compact_indices(idx), tuple)):
             segs = self._ds.segments(int(idx[0]), n)
             plan = PlannedBatch(step, idx, segs)
             plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
@@ -182,13 +201,17 @@ class BlockReadAhead:
                 pairs = np.stack([shards, units], axis=1)
                 cut = np.flatnonzero((pairs[1:] != pairs[:-1]).any(axis=1)) + 1
                 plan.needs = list(dict.fromkeys(map(tuple, pairs[np.r_[0, cut]].tolist())))
+        self._add(plan)
+
+    def _add(self, plan: PlannedBatch) -> None:
+        step = plan.step
         for u in plan.needs:
             self._last_use[u] = step
             self._first_use.setdefault(u, step)
             if u not in self._blocks and u not in self._fetched:
                 self._start(u)
         self._plans.append(plan)
-        self._planned_rows += len(idx)
+        self._planned_rows += len(plan)
         self._next += 1
 
     def _fill(self, step: int) -> None:
@@ -210,7 +233,7 @@ class BlockReadAhead:
     def take(self, step: int) -> tuple[PlannedBatch, dict[Unit, ColumnBlock] | BaseException]:
         """Step ``step``'s plan and its decoded blocks, or the exception a decode raised."""
         while self._plans and self._plans[0].step < step:
-            self._planned_rows -= len(self._plans.popleft().indices)
+            self._planned_rows -= len(self._plans.popleft())
         self._fill(step)
         plan = self._plans[0]
         blocks: dict[Unit, ColumnBlock] = {}
@@ -236,7 +259,7 @@ class BlockReadAhead:
     def done(self, step: int) -> None:
         """Step ``step`` was delivered: drop the units no planned later batch needs."""
         plan = self._plans.popleft()
-        self._planned_rows -= len(plan.indices)
+        self._planned_rows -= len(plan)
         for u in plan.needs:
             if self._last_use.get(u, -1) <= step:
                 self._blocks.pop(u, None)
