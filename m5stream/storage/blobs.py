@@ -123,21 +123,24 @@ def local_shard(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> 
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             client(s3).download(bucket, key, tmp, etag=stamp)
-            got = os.path.getsize(tmp)
-            if got != size:
-                from ..errors import StateMismatch
-
-                raise StateMismatch(
-                    f"object is {got} bytes, the manifest says {size}: it changed since the "
-                    "manifest was made",
-                    uri=uri,
-                )
+            _check_size(os.path.getsize(tmp), size, uri)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     _evict(root, int(os.environ.get("M5STREAM_SHARD_CACHE_BYTES", DEFAULT_CACHE_BYTES)), path)
     return str(path)
+
+
+def _check_size(got: int, size: int, uri: str) -> None:
+    if got != size:
+        from ..errors import StateMismatch
+
+        raise StateMismatch(
+            f"object is {got} bytes, the manifest says {size}: it changed since the manifest "
+            "was made",
+            uri=uri,
+        )
 
 
 def _cache_path(uri: str, size: int, stamp: str) -> Path:
@@ -161,15 +164,7 @@ def shard_map(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> Sh
     try:
         # the CRT opens the path itself: /proc/self/fd/N is this memory file
         client(s3).download(bucket, key, f"/proc/self/fd/{fd}", etag=stamp)
-        got = os.fstat(fd).st_size
-        if got != size:
-            from ..errors import StateMismatch
-
-            raise StateMismatch(
-                f"object is {got} bytes, the manifest says {size}: it changed since the "
-                "manifest was made",
-                uri=uri,
-            )
+        _check_size(os.fstat(fd).st_size, size, uri)
         # populated: one call maps every page, rather than a fault per 4 KiB page as batches
         # are sliced out of it
         flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
