@@ -108,6 +108,8 @@ class BlockReadAhead:
         self._blocks: OrderedDict[Unit, Future[ColumnBlock]] = OrderedDict()
         #: without threads: fetches started at planning, decoded when a batch needs them
         self._fetched: dict[Unit, Any] = {}
+        #: fetches that wait in a pool until they run: cancelled if the iteration ends first
+        self._fetches: dict[Unit, Future[Any]] = {}
         self._first_use: dict[Unit, int] = {}
         self._last_use: dict[Unit, int] = {}
         self._counted: set[Unit] = set()
@@ -159,6 +161,8 @@ class BlockReadAhead:
             fetched = self._ds.fetch_unit(*unit)
         except Exception:
             fetched = None  # the decode fetches again and reports what fails
+        if isinstance(fetched, Future):  # a fetch queued in a pool (tar shards): cancellable
+            self._fetches[unit] = fetched
         if self._pool is not None:
             self._blocks[unit] = self._pool.submit(self._decode, unit, fetched, True)
         else:
@@ -264,11 +268,16 @@ class BlockReadAhead:
             if self._last_use.get(u, -1) <= step:
                 self._blocks.pop(u, None)
                 self._fetched.pop(u, None)
+                self._fetches.pop(u, None)
                 self._last_use.pop(u, None)
                 self._first_use.pop(u, None)
                 self._counted.discard(u)
 
     def close(self) -> None:
+        # first the fetches not begun, so that no decode still queued waits for one
+        for f in self._fetches.values():
+            f.cancel()
+        self._fetches.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

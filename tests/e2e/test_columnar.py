@@ -236,6 +236,49 @@ def test_block_path_threads_end_with_the_loader(tmp_path: Path) -> None:
     del it
 
 
+def test_tar_fetches_not_begun_are_cancelled_by_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import m5stream.formats.tar as tar_format
+    from m5stream.storage.blobs import shard_map
+
+    ds = m5.dataset(make_tar_dataset(tmp_path, shards=5, per_shard=4))
+    gate = threading.Event()
+    started: list[Future[Any]] = []
+    pool = ThreadPoolExecutor(1)
+
+    def slow_start(uri: str, *args: Any) -> Future[Any]:
+        first = not started
+
+        def run() -> Any:
+            if not first:
+                gate.wait(30)  # shard 1 runs (and waits); shards 2-4 queue behind it
+            return shard_map(uri, *args)
+
+        started.append(pool.submit(run))
+        return started[-1]
+
+    monkeypatch.setattr(tar_format, "start_shard_map", slow_start)
+    lo = m5.Loader(ds, 4, num_workers=2, output="numpy")
+    assert lo.blockwise and lo._block_depth() == 4
+    it = iter(lo)
+    assert next(it)["__index__"].tolist() == [0, 1, 2, 3]
+    assert len(started) == 5  # shard 0, and 4 ahead
+    # the download already running (shard 1) is let go on soon; close() waits for it
+    threading.Timer(0.5, gate.set).start()
+    t0 = time.perf_counter()
+    lo.close()
+    assert time.perf_counter() - t0 < 10
+    assert started[1].result(timeout=30) is not None
+    assert [f.cancelled() for f in started[2:]] == [True, True, True]  # never run
+    pool.shutdown()
+    del it
+
+
 def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
     (tmp_path / "big").mkdir()
     (tmp_path / "small").mkdir()
