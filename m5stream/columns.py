@@ -32,7 +32,6 @@ __all__ = [
     "arrow_values",
     "concat",
     "finish",
-    "is_text",
     "settle",
     "values_from_offsets_reference",
 ]
@@ -258,11 +257,6 @@ def arrow_text(column: Any) -> bool:
     return getattr(t, "id", None) in _text_ids()
 
 
-def is_text(column: Any) -> bool:
-    """A text column of a block or batch: a :class:`TextColumn`."""
-    return isinstance(column, TextColumn)
-
-
 def _as_list(column: Any) -> list[Any]:
     if isinstance(column, list):
         return column
@@ -352,10 +346,16 @@ class ColumnBlock:
     of row ``i`` is ``<shard key>#<first + i>``."""
 
     def __init__(self, table: Any, shard_key: str, first: int) -> None:
-        self.data = {
+        data = {
             name: _column_values(table.column(name).combine_chunks()) for name in table.column_names
         }
-        self.num_rows = int(table.num_rows)
+        self._setup(data, int(table.num_rows), shard_key, first)
+
+    def _setup(
+        self, data: dict[str, Any], num_rows: int, shard_key: str, first: int, whole: bool = False
+    ) -> None:
+        self.data = data
+        self.num_rows = num_rows
         self.shard_key = shard_key
         self.first = first
         self._lists: dict[str, list[Any]] = {}
@@ -364,16 +364,13 @@ class ColumnBlock:
         self.io: dict[str, int] = {}
         self.seconds = 0.0
         #: the block is one sample keyed by ``shard_key`` alone (see :meth:`single`)
-        self._whole = False
+        self._whole = whole
 
     @classmethod
     def single(cls, key: str, fields: dict[str, Any]) -> ColumnBlock:
         """The block of one sample whose key is ``key`` itself (a raw object): list columns."""
         b = cls.__new__(cls)
-        b.data = {name: [value] for name, value in fields.items()}
-        b.num_rows, b.shard_key, b.first = 1, key, 0
-        b._lists, b.io, b.seconds = {}, {}, 0.0
-        b._whole = True
+        b._setup({name: [value] for name, value in fields.items()}, 1, key, 0, whole=True)
         return b
 
     def _values(self, name: str) -> Any:

@@ -173,7 +173,8 @@ def _relative(uri: str, root: str) -> str:
 
 
 def _reorder(column: Any, order: np.ndarray) -> Any:
-    """``column`` (numpy, Arrow or list) in the row order ``order``."""
+    """``column`` (numpy, a list, or an Arrow or text column's ``take``) in the row order
+    ``order``."""
     if isinstance(column, np.ndarray):
         return column[order]
     if isinstance(column, list):

@@ -348,16 +348,17 @@ class Loader:
             and self.order.mode in ("none", "block")
         )
 
+    def _batching(self) -> dict[str, Any]:
+        """How global steps are cut into this rank's batches (``sampling`` keywords)."""
+        return {
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "even": self.even_batches,
+        }
+
     def _indices(self, step: int) -> np.ndarray:
-        return batch_indices(
-            self.order,
-            self._epoch,
-            step,
-            batch_size=self.batch_size,
-            world_size=self.world_size,
-            rank=self.rank,
-            even=self.even_batches,
-        )
+        return batch_indices(self.order, self._epoch, step, **self._batching())
 
     def _block_depth(self) -> int:
         """Units the block path keeps fetched or decoded ahead. Fetches start when a unit is
@@ -376,14 +377,7 @@ class Loader:
         return min(_MAX_OBJECTS_AHEAD, max(self.batch_size, _OBJECT_BYTES_AHEAD // mean))
 
     def _run(self, step: int) -> tuple[int, int] | None:
-        return batch_run(
-            self.order,
-            step,
-            batch_size=self.batch_size,
-            world_size=self.world_size,
-            rank=self.rank,
-            even=self.even_batches,
-        )
+        return batch_run(self.order, step, **self._batching())
 
     def _record(
         self,

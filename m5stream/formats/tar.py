@@ -155,27 +155,22 @@ class TarBlock(ColumnBlock):
         fields = index.fields.reshape(n, width)
         if n and (fields != fields[0]).any():
             raise ValueError(f"{uri}: samples have different fields")
-        offsets = index.offsets.reshape(n, width)
-        sizes = index.sizes.reshape(n, width)
-        if n and int((offsets + sizes).max()) > len(buf):
+        #: each member's first byte and end, by sample and field
+        self.starts = index.offsets.reshape(n, width)
+        self.ends = self.starts + index.sizes.reshape(n, width)
+        if n and int(self.ends.max()) > len(buf):
             raise CorruptData("tar index points past the end of the file", uri=uri)
         self.names = [str(f) for f in fields[0]] if n else []
-        self.offsets = offsets
-        self.sizes = sizes
         self.keys = index.keys
         self.buf = buf
-        self.data = {}
-        self.num_rows, self.shard_key, self.first = n, uri, 0
-        self._lists, self.io, self.seconds = {}, {}, 0.0
-        self._whole = False
+        self._setup({}, n, uri, 0)
 
     def _rows(self, rows: slice | np.ndarray) -> tuple[Keys, dict[str, Any]]:
         buf = self.buf
         cols: dict[str, Any] = {}
         for j, name in enumerate(self.names):
-            offs = self.offsets[rows, j].tolist()
-            ends = (self.offsets[rows, j] + self.sizes[rows, j]).tolist()
-            cols[name] = [buf[a:b] for a, b in zip(offs, ends)]
+            starts, ends = self.starts[rows, j].tolist(), self.ends[rows, j].tolist()
+            cols[name] = [buf[a:b] for a, b in zip(starts, ends)]
         return Keys(self.keys[rows].tolist()), cols
 
     def row(self, i: int) -> tuple[str, dict[str, Any]]:
