@@ -368,13 +368,27 @@ class Dataset:
             raise ConfigError(f"format {self.format.name!r} is not read column-wise")
         return got
 
+    def prepare_block(self, shard: int, block: ColumnBlock) -> None:
+        """Ready a block decoded for the Loader's block path, where it is decoded (a
+        read-ahead thread): its rows' dataset-wide indices (``ColumnBlock.number``) and the
+        shard's partition fields as columns of the block, so that a batch takes both as
+        slices. Made per batch in the trainer, numbers of 500+ rows would cost a GIL
+        round trip each (numpy fills them without the GIL)."""
+        block.number(int(self.manifest.offsets[shard]) + block.first)
+        if self._pkeys and block.num_rows:
+            for name, value in self.partition_fields(shard).items():
+                block.data[name] = _constant(value, block.num_rows)
+            block.with_partitions = True
+
     def read_segments(
         self,
-        indices: np.ndarray,
+        indices: np.ndarray | tuple[int, int],
         segments: list[tuple[int, int, int, int]],
         blocks: Callable[[int, int, int], ColumnBlock] | None = None,
     ) -> dict[str, Any] | None:
-        """:meth:`read_columns` of consecutive samples given as :meth:`segments`."""
+        """:meth:`read_columns` of consecutive samples given as :meth:`segments`; ``indices``
+        may be their ``(first, count)``. A batch inside one block that carries its rows'
+        indices (``ColumnBlock.number``) takes ``__index__`` as a view of them."""
         if not segments or not self.format.block_reads:
             return None
         get = blocks or self.block
@@ -385,6 +399,13 @@ class Dataset:
             k, cols = self._piece(shard, block, range(local, local + n))
             keys.append(k)
             parts.append(cols)
+        if isinstance(indices, tuple):
+            first, count = indices
+            shard, _, local, n = segments[0]
+            if len(segments) == 1 and block.index is not None:
+                indices = block.index[local - block.first : local - block.first + n]
+            else:
+                indices = np.arange(first, first + count, dtype=np.int64)
         return self._join(indices, keys, parts, None)
 
     def _piece(
@@ -406,7 +427,7 @@ class Dataset:
             k, cols = block.take_range(lo - block.first, len(rows))
         else:
             k, cols = block.take(rows - block.first)
-        if self._pkeys:
+        if self._pkeys and not block.with_partitions:
             cols = dict(cols)
             for name, value in self.partition_fields(shard).items():
                 cols[name] = _constant(value, len(rows))
@@ -419,13 +440,17 @@ class Dataset:
         parts: list[dict[str, Any]],
         inverse: np.ndarray | None,
     ) -> dict[str, Any]:
-        names = list(parts[0])
-        if len(parts) > 1 and any(list(p) != names for p in parts):
-            raise CorruptData(
-                f"shards of one batch have different fields: {[list(p) for p in parts]}"
-            )
-        batch = {k: settle(concat([p[k] for p in parts])) for k in names}
-        key_col: Keys = Keys.concat(keys) if len(keys) > 1 else keys[0]
+        if len(parts) == 1:  # most batches: inside one block
+            batch = {k: settle(v) for k, v in parts[0].items()}
+            key_col = keys[0]
+        else:
+            names = list(parts[0])
+            if any(list(p) != names for p in parts):
+                raise CorruptData(
+                    f"shards of one batch have different fields: {[list(p) for p in parts]}"
+                )
+            batch = {k: settle(concat([p[k] for p in parts])) for k in names}
+            key_col = Keys.concat(keys)
         if inverse is not None:
             batch = {k: _reorder(v, inverse) for k, v in batch.items()}
             key_col = Keys([key_col[i] for i in inverse.tolist()])

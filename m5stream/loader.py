@@ -44,7 +44,7 @@ from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
 from .sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
 from .state import STATE_VERSION, check_state
 from .stats import Stats
-from .storage.s3 import io_counters, io_delta
+from .storage.s3 import io_changes, io_counters, io_delta
 from .transforms import TransformFn
 from .workers.assemble import assemble_numpy, read_batch
 from .workers.blocks import BlockReadAhead
@@ -458,16 +458,20 @@ class Loader:
         if self._res.blocks is not None:
             self._res.blocks.close()  # an abandoned iteration's threads
         self._res.blocks = ahead
+        io0, io_mark = io_counters(), io_changes()
         with ahead:
             while self._gen == gen and self._step < self.steps_per_epoch:
                 step = self._step
                 t0 = clock()
-                io0 = io_counters()  # S3 requests start in this thread (Stats.add_io sums)
+                # S3 requests start in this thread as units are planned (Stats.add_io sums)
+                n0 = io_changes()
+                if n0 != io_mark:
+                    io0, io_mark = io_counters(), n0
                 plan, blocks = ahead.take(step)
                 t1 = clock()
                 seconds = {"wait": t1 - t0}
                 batch: dict[str, Any] | None = None
-                io = io_delta(io0)
+                io = io_delta(io0) if io_changes() != io_mark else None
                 skipped: list[list[Any]] = []
                 if not isinstance(blocks, BaseException) and len(plan):
                     seconds["read"], block_io = ahead.first_reads(blocks)
@@ -475,7 +479,7 @@ class Loader:
                     try:
                         if plan.segments is not None:
                             cols = self.dataset.read_segments(
-                                plan.indices, plan.segments, _getter(blocks)
+                                plan.index_run, plan.segments, _getter(blocks)
                             )
                         else:
                             assert plan.shards is not None and plan.locals_ is not None

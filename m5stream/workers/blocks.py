@@ -148,6 +148,7 @@ class BlockReadAhead:
         except M5Error as exc:
             exc.add_context(uri=self._ds.manifest.uri(unit[0]))
             raise
+        self._ds.prepare_block(unit[0], block)
         block.seconds = time.perf_counter() - t0
         if io0 is not None:  # added to what a fetch made in a thread of its own, if any
             for k, v in io_delta(io0).items():

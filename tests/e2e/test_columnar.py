@@ -236,6 +236,26 @@ def test_block_path_threads_end_with_the_loader(tmp_path: Path) -> None:
     del it
 
 
+@pytest.mark.parametrize("nw", [0, 2])
+def test_block_path_index_is_numbered_once_per_block(tmp_path: Path, nw: int) -> None:
+    # files of 40 rows in row groups of 16 (16, 16, 8); batches of 5: batch 3 (rows 15-19)
+    # spans two row groups, batch 4 (rows 20-24) lies inside one
+    make_parquet_dataset(tmp_path, files=2, per_file=40, row_group=16)
+    with m5.Loader(m5.dataset(str(tmp_path)), 5, num_workers=nw, output="numpy") as lo:
+        got = list(lo)
+    assert [b["__index__"].tolist() for b in got] == [
+        list(range(i, min(i + 5, 80))) for i in range(0, 80, 5)
+    ]
+    inside, across = got[4]["__index__"], got[3]["__index__"]
+    # inside a row group: a view of the numbers its decode made for all 16 rows
+    assert inside.base is not None and len(inside.base) == 16 and inside.base[0] == 16
+    assert inside.flags.writeable and inside.dtype == np.int64
+    assert across.base is None  # made for the batch
+    inside[:] = -1  # the batch's own rows only: the next batch of the block is untouched
+    assert got[5]["__index__"].tolist() == [25, 26, 27, 28, 29]
+    assert np.shares_memory(got[5]["__index__"], inside.base)
+
+
 def test_tar_fetches_not_begun_are_cancelled_by_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
