@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from .._pools import process_pool
 from ..errors import ConfigError, M5Error, NotFound, PermissionDenied, Unsupported
 from ..storage.s3 import S3Config, client, parse_s3_uri
 from .manifest import Manifest
@@ -45,6 +46,14 @@ from .s3list import list_prefix
 __all__ = ["GlueTable", "glue_manifest", "partition_value", "table_format"]
 
 _THREADS = 16
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for Glue and listing calls made side by side (kept for the process: a
+    resolution takes ~30 ms, and a pool of its own would start its threads every time)."""
+    return process_pool("m5-glue", _THREADS)
+
+
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -277,6 +286,9 @@ def glue_manifest(
     kw: dict[str, Any] = {"DatabaseName": t.database, "Name": t.table}
     if t.catalog_id:
         kw["CatalogId"] = t.catalog_id
+    # GetPartitions needs nothing from GetTable, so it runs meanwhile: on an unpartitioned
+    # table its (empty or failed) answer is ignored, and GetTable's errors come first
+    parts_future = _pool().submit(_partitions, t, glue, where)
     table = _call(t, "GetTable", glue.get_table, **kw)["Table"]
     fmt, options = table_format(table, t.uri)
     table_loc = _location(t.uri, table.get("StorageDescriptor"), f"table {t.database}.{t.table}")
@@ -297,7 +309,7 @@ def glue_manifest(
         data_cols = [c for c in columns if c not in key_names]
         options["columns"] = data_cols
     if keys:
-        parts = sorted(_partitions(t, glue, where), key=lambda p: p["Values"])
+        parts = sorted(parts_future.result(), key=lambda p: p["Values"])
         locations = [
             (
                 p["Values"],
@@ -325,8 +337,7 @@ def glue_manifest(
             if _is_data_file(o.key)
         ]
 
-    with ThreadPoolExecutor(max(1, min(_THREADS, len(locations)))) as pool:
-        listed = list(pool.map(list_one, [loc for _, loc in locations]))
+    listed = list(_pool().map(list_one, [loc for _, loc in locations]))
     objects: list[tuple[str, int, str]] = []
     shard_values: list[list[str]] = []
     for (values, loc), objs in zip(locations, listed):

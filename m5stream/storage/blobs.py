@@ -23,12 +23,13 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 from .._cache import cache_dir, stamp_key
+from .._pools import process_pool
 from .local import LocalFile
 from .s3 import S3Config, client, io_counters, io_delta, parse_s3_uri
 
@@ -37,17 +38,6 @@ __all__ = ["ShardMap", "is_s3", "local_shard", "read_object", "shard_map", "star
 DEFAULT_CACHE_BYTES = 20 << 30
 #: whole-shard downloads :func:`start_shard_map` runs at once (each is many CRT requests)
 FETCH_THREADS = 4
-
-_FETCH_POOL: ThreadPoolExecutor | None = None
-_FETCH_LOCK = threading.Lock()
-
-
-def _forget_fetch_pool() -> None:
-    global _FETCH_POOL
-    _FETCH_POOL = None  # its threads did not survive the fork
-
-
-os.register_at_fork(after_in_child=_forget_fetch_pool)
 
 
 def is_s3(uri: str) -> bool:
@@ -189,9 +179,5 @@ def start_shard_map(
     """:func:`shard_map` started in a small per-process thread pool (for callers that plan
     ahead: the Loader's block path). Its threads only wait on the CRT, which moves the bytes
     without the GIL."""
-    global _FETCH_POOL
-    with _FETCH_LOCK:
-        if _FETCH_POOL is None:
-            _FETCH_POOL = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="m5-shard-fetch")
-        pool = _FETCH_POOL
+    pool = process_pool("m5-shard-fetch", FETCH_THREADS)
     return pool.submit(shard_map, uri, size, stamp, s3)
