@@ -27,6 +27,7 @@ from ..catalog.manifest import ShardInfo
 from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
+from ..storage.buffers import range_buffers
 from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
 
@@ -119,12 +120,20 @@ class _SparseFile(io.RawIOBase):
         self._fetch = fetch
         self._pos = 0
         self._starts: list[int] = []
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
 
-    def add(self, start: int, data: bytes) -> None:
+    def add(self, start: int, data: bytes | memoryview) -> None:
         i = bisect.bisect_left(self._starts, start)
         self._starts.insert(i, start)
         self._parts.insert(i, data)
+
+    def drop(self) -> None:
+        """Forget the parts (memoryviews are released: the buffer under them can be reused
+        once every slice handed out is gone too)."""
+        for p in self._parts:
+            if isinstance(p, memoryview):
+                p.release()
+        self._starts, self._parts = [], []
 
     def readable(self) -> bool:
         return True
@@ -140,7 +149,7 @@ class _SparseFile(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> bytes | memoryview:
         a = self._pos
         b = self._size if n is None or n < 0 else min(self._size, a + n)
         if b <= a:
@@ -203,49 +212,54 @@ class ParquetReader(ShardReader):
         """Start the ranged GETs of row group ``unit``'s projected column chunks (S3; local
         files: nothing to do); :meth:`decode_unit` waits for them.
 
-        The bodies land at their file offsets in an anonymous memory map as long as the file
-        (virtual memory: only the fetched ranges' pages are ever touched), which pyarrow then
-        reads as an in-memory file: no Python call or copy per page read."""
+        The bodies land in one receive buffer from the process's pool (``storage.buffers``:
+        its pages were mapped by an earlier unit), each range at its distance from the first,
+        and pyarrow reads the chunks through a file object that maps file offsets into it:
+        one Python call per chunk read, no copy."""
         if not self.remote or not 0 <= unit < self.metadata.num_row_groups:
             return None
         s = self.shard
         bucket, key = parse_s3_uri(s.uri)
         ranges = _chunk_ranges(self.metadata.row_group(unit), self.columns)
+        lo = ranges[0][0]
         try:
-            mm: mmap.mmap | None = mmap.mmap(-1, max(o + n for o, n in ranges))
+            buf: mmap.mmap | None = range_buffers().take(max(o + n for o, n in ranges) - lo)
         except (OSError, ValueError, OverflowError):
-            mm = None  # no room for the mapping: read through a sparse file object instead
-        view = memoryview(mm) if mm is not None else None
+            buf = None  # no room for the buffer: each range arrives as bytes instead
+        whole = memoryview(buf) if buf is not None else None
         items = [
             (bucket, key, s.stamp, o, n)
-            if view is None
-            else (bucket, key, s.stamp, o, n, view[o : o + n])
+            if whole is None
+            else (bucket, key, s.stamp, o, n, whole[o - lo : o - lo + n])
             for o, n in ranges
         ]
-        return ranges, mm, client(s.s3).start_many(items)
+        return ranges, (buf, whole), client(s.s3).start_many(items)
 
     def _remote_group(self, g: int, fetched: Any = None) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         s = self.shard
-        ranges, mm, collect = fetched if fetched is not None else self.fetch_unit(g)
+        ranges, (buf, whole), collect = fetched if fetched is not None else self.fetch_unit(g)
         got = collect()
         for part in got:
             if isinstance(part, M5Error):
                 part.add_context(key=f"{s.key} row group {g}")
                 raise part
-        if mm is not None:
-            source: Any = pa.BufferReader(pa.py_buffer(mm))
-        else:
-            bucket, key = parse_s3_uri(s.uri)
-            c = client(s.s3)
-            sparse = _SparseFile(s.size, lambda off, n: c.get(bucket, key, off, n, etag=s.stamp))
-            for (off, _), part in zip(ranges, got):
-                sparse.add(off, bytes(part))
-            source = pa.PythonFile(sparse, mode="r")
-        f = pq.ParquetFile(source, metadata=self.metadata)
-        return f.read_row_group(g, columns=self.columns)
+        bucket, key = parse_s3_uri(s.uri)
+        c = client(s.s3)
+        # a read outside the fetched ranges (none is expected) is one more ranged GET
+        sparse = _SparseFile(s.size, lambda off, n: c.get(bucket, key, off, n, etag=s.stamp))
+        for (off, _), part in zip(ranges, got):
+            sparse.add(off, part)
+        f = pq.ParquetFile(pa.PythonFile(sparse, mode="r"), metadata=self.metadata)
+        table = f.read_row_group(g, columns=self.columns)
+        del f, got
+        if buf is not None and whole is not None:
+            sparse.drop()
+            whole.release()
+            range_buffers().give(buf)  # kept out of the pool while anything holds a view
+        return table
 
     def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
         g = int(unit)

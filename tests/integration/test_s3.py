@@ -129,16 +129,24 @@ def test_parquet_and_jsonl_over_s3(s3_endpoint: str, tmp_path: Path) -> None:
 def test_parquet_block_path_over_s3_reads_each_row_group_once(
     s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
 ) -> None:
-    """Threads fetch each row group's projected chunks (into a memory map, or - when no
-    mapping can be made - a sparse file object) and decode it once; batches are exact."""
-    from m5stream.formats import parquet
+    """Threads fetch each row group's projected chunks (into a pooled receive buffer, or -
+    when no mapping can be made - as bytes) and decode it once; batches are exact, and a
+    second epoch reuses the first one's buffers."""
+    import mmap
 
-    if not mapped:
+    from m5stream.storage import buffers
 
-        def no_mmap(*a: object, **k: object) -> None:
+    buffers.range_buffers().clear()
+    made: list[int] = []
+    real_mmap = mmap.mmap
+
+    def counted_mmap(*a: Any, **k: Any) -> mmap.mmap:
+        if not mapped:
             raise OSError("no address space")
+        made.append(a[1])
+        return real_mmap(*a, **k)
 
-        monkeypatch.setattr(parquet.mmap, "mmap", no_mmap)
+    monkeypatch.setattr(buffers.mmap, "mmap", counted_mmap)
     make_parquet_dataset(tmp_path / "pqb", files=3, per_file=40, row_group=16)
     _upload_dir(tmp_path / "pqb", f"pqb-{mapped}")
     ds = m5.dataset(f"s3://{BUCKET}/pqb-{mapped}/*.parquet", columns=["id", "title", "image"])
@@ -146,6 +154,10 @@ def test_parquet_block_path_over_s3_reads_each_row_group_once(
         assert lo.blockwise
         batches = list(lo)
         gets = lo.stats["s3"]["GetObject"]
+        first_epoch = len(made)
+        assert [i for b in lo for i in b["id"].tolist()] == list(range(120))
+    assert 0 < first_epoch <= 9 if mapped else made == []
+    assert len(made) == first_epoch  # the second epoch's units landed in the first's buffers
     ids = [i for b in batches for i in b["id"].tolist()]
     assert ids == list(range(120))
     b = batches[5]  # rows 35..41: across a row group and a file
