@@ -369,11 +369,10 @@ class Dataset:
         return got
 
     def prepare_block(self, shard: int, block: ColumnBlock) -> None:
-        """Ready a block decoded for the Loader's block path, where it is decoded (a
-        read-ahead thread): its rows' dataset-wide indices (``ColumnBlock.number``) and the
-        shard's partition fields as columns of the block, so that a batch takes both as
-        slices. Made per batch in the trainer, numbers of 500+ rows would cost a GIL
-        round trip each (numpy fills them without the GIL)."""
+        """Ready a block for the Loader's block path where it is decoded (a read-ahead
+        thread): its rows' dataset-wide indices and the shard's partition fields become
+        arrays of the block, which a batch takes as slices (``ColumnBlock.number`` says why
+        they are not made per batch)."""
         block.number(int(self.manifest.offsets[shard]) + block.first)
         if self._pkeys and block.num_rows:
             for name, value in self.partition_fields(shard).items():
