@@ -9,8 +9,9 @@ A buffer is reused only when nothing holds a view of it any more (the map itself
 refuses to resize while a buffer is exported). One still held when it is given back waits,
 and is checked again at the next :meth:`take` (pyarrow's threads may drop their last slice a
 moment after a decode returned); one held for long is freed with its last view. The pool keeps
-at most ``limit`` bytes (128 MiB) of free buffers between loaders, as an allocator keeps its
-arenas; :meth:`clear` drops them.
+at most ``limit`` bytes (64 MiB: every worker process of the worker path has a pool of its
+own) of free buffers between units and loaders, as an allocator keeps its arenas;
+:meth:`clear` drops them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _unused(buf: mmap.mmap) -> bool:
 
 
 class BufferPool:
-    def __init__(self, limit: int = 128 << 20) -> None:
+    def __init__(self, limit: int = 64 << 20) -> None:
         self.limit = limit
         self._free: list[mmap.mmap] = []
         self._pending: list[mmap.mmap] = []
