@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,26 @@ def our_memfd_mappings(pid: int | str = "self") -> list[str]:
 
 def shm_entries() -> set[str]:
     return set(os.listdir("/dev/shm"))
+
+
+def in_forked_child(fn: Callable[[], bool]) -> bytes:
+    """Run ``fn`` in a forked child: b"1" if it returned true, b"0" if false or it raised, and
+    b"" if the child died before answering (a crash at the fork itself). The child always
+    leaves through ``os._exit``: it must never go on running the parent's test session."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            ok = bool(fn())
+        except BaseException:
+            ok = False
+        finally:
+            os.write(w, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(w)
+    try:
+        return os.read(r, 1)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)

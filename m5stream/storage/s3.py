@@ -17,6 +17,7 @@ names bucket, key and byte range and never a credential.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import threading
@@ -507,7 +508,13 @@ def client(config: S3Config | None = None) -> S3Client:
         return c
 
 
-def _forget_clients() -> None:  # the CRT's threads do not survive fork
+def _forget_clients() -> None:
+    """In a forked child: the parent's clients are unusable (the CRT's event-loop threads did
+    not survive the fork) and are never destroyed either - their native teardown waits on
+    those threads and crashes the child - so each keeps one reference that is never given
+    back, and the child makes its own clients."""
+    for c in _CLIENTS.values():
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(c))
     _CLIENTS.clear()
 
 

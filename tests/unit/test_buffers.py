@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 
 from m5stream.storage.buffers import BufferPool, range_buffers
+from tests.helpers import in_forked_child
 
 
 def test_a_buffer_is_reused_once_no_view_is_left() -> None:
@@ -44,12 +43,5 @@ def test_take_picks_a_fitting_buffer_and_the_pool_is_bounded() -> None:
 
 def test_the_pool_is_per_process() -> None:
     parent = range_buffers()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child gets a pool of its own (the parent's lock may be held)
-        os.write(w, b"1" if range_buffers() is not parent else b"0")
-        os._exit(0)
-    os.close(w)
-    assert os.read(r, 1) == b"1"
-    os.waitpid(pid, 0)
-    os.close(r)
+    # the child gets a pool of its own (the parent's lock may be held across the fork)
+    assert in_forked_child(lambda: range_buffers() is not parent) == b"1"
