@@ -1,8 +1,9 @@
 """S3 through the AWS CRT (``awscrt.s3.S3Client``): ranged GETs, HEAD, listing, uploads.
 
-One client per process, created on first use and dropped in a forked child (the CRT runs
-native threads that a fork does not copy; ``os.register_at_fork``). Workers are started with
-forkserver anyway, so each makes its own.
+One client per process, created on first use. A forked child makes its own: the CRT runs
+native threads that a fork does not copy, so the parent's clients are left unused there, and
+never destroyed (``os.register_at_fork``; see :func:`_forget_clients`). Workers are started
+with forkserver anyway, so each makes its own.
 
 Configuration (:class:`S3Config`, or the environment): endpoint from ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL`` (custom endpoints are addressed path-style: ``/bucket/key``), region from
