@@ -400,9 +400,9 @@ class Dataset:
             parts.append(cols)
         if isinstance(indices, tuple):
             first, count = indices
-            shard, _, local, n = segments[0]
-            if len(segments) == 1 and block.index is not None:
-                indices = block.index[local - block.first : local - block.first + n]
+            if len(segments) == 1 and block.index is not None:  # the one block's numbers
+                start = first - int(block.index[0])
+                indices = block.index[start : start + count]
             else:
                 indices = np.arange(first, first + count, dtype=np.int64)
         return self._join(indices, keys, parts, None)

@@ -184,20 +184,17 @@ class BlockReadAhead:
         step = self._next
         run = self._runs(step) if self._runs is not None else None
         if run is not None:
-            if run[1]:
-                segs = self._ds.segments(run[0], run[1])
-                plan = PlannedBatch(step, run, segs)
-                plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
-            else:
-                plan = PlannedBatch(step, np.zeros(0, np.int64), None)
+            plan = (
+                self._run_plan(step, run, *run)
+                if run[1]
+                else PlannedBatch(step, np.zeros(0, np.int64), None)
+            )
             self._add(plan)
             return
         idx = self._indices(step)
         n = len(idx)
         if n and (n == 1 or isinstance(compact_indices(idx), tuple)):
-            segs = self._ds.segments(int(idx[0]), n)
-            plan = PlannedBatch(step, idx, segs)
-            plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
+            plan = self._run_plan(step, idx, int(idx[0]), n)
         else:
             shards, locals_ = self._ds.locate_many(idx)
             units = self._ds.units_of(shards, locals_)
@@ -207,6 +204,15 @@ class BlockReadAhead:
                 cut = np.flatnonzero((pairs[1:] != pairs[:-1]).any(axis=1)) + 1
                 plan.needs = list(dict.fromkeys(map(tuple, pairs[np.r_[0, cut]].tolist())))
         self._add(plan)
+
+    def _run_plan(
+        self, step: int, index_run: np.ndarray | tuple[int, int], first: int, count: int
+    ) -> PlannedBatch:
+        """The plan of a batch of the consecutive samples ``first .. first + count - 1``."""
+        segs = self._ds.segments(first, count)
+        plan = PlannedBatch(step, index_run, segs)
+        plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
+        return plan
 
     def _add(self, plan: PlannedBatch) -> None:
         step = plan.step
