@@ -5,6 +5,7 @@ does, and a trainer that never deadlocks with its workers however far it looks a
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,6 @@ def test_far_lookahead_never_deadlocks_with_the_workers(tmp_path: Path) -> None:
 
 
 def test_block_path_threads_end_with_the_loader(tmp_path: Path) -> None:
-    import threading
 
     def block_threads() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name.startswith("m5-blocks")]
@@ -259,7 +259,6 @@ def test_block_path_index_is_numbered_once_per_block(tmp_path: Path, nw: int) ->
 def test_tar_fetches_not_begun_are_cancelled_by_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
     import time
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -310,11 +309,18 @@ def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
     assert big.blockwise and small.blockwise
     assert big._block_depth() == 32  # 64 MiB of 2 MiB objects
     assert small._block_depth() == 512  # the cap
+    # a raw object's block is made in the trainer's thread: no decode threads
+    assert big._block_threads() == 0
     with big:
-        assert [i for b in big for i in b["__index__"].tolist()] == list(range(6))
+        it = iter(big)
+        assert next(it)["__index__"].tolist() == [0, 1, 2, 3]
+        assert not [t for t in threading.enumerate() if t.name.startswith("m5-blocks")]
+        assert next(it)["__index__"].tolist() == [4, 5]
     # tar shards: 4 ahead, fewer when 4 would pass 512 MiB (at least 1)
-    lo = m5.Loader(m5.dataset(make_tar_dataset(tmp_path / "tar", shards=2, per_shard=3)), 2)
-    assert lo.blockwise and lo._block_depth() == 4
+    lo = m5.Loader(
+        m5.dataset(make_tar_dataset(tmp_path / "tar", shards=2, per_shard=3)), 2, num_workers=2
+    )
+    assert lo.blockwise and lo._block_depth() == 4 and lo._block_threads() == 2
     lo.dataset.manifest.sizes[:] = 200 << 20
     assert lo._block_depth() == 2
     lo.dataset.manifest.sizes[:] = 2 << 30
