@@ -373,7 +373,8 @@ class Dataset:
         thread): its rows' dataset-wide indices and the shard's partition fields become
         arrays of the block, which a batch takes as slices (``ColumnBlock.number`` says why
         they are not made per batch)."""
-        block.number(int(self.manifest.offsets[shard]) + block.first)
+        if block.num_rows > 1:  # a batch of one row makes its one index itself
+            block.number(int(self.manifest.offsets[shard]) + block.first)
         if self._pkeys and block.num_rows:
             for name, value in self.partition_fields(shard).items():
                 block.data[name] = _constant(value, block.num_rows)

@@ -121,10 +121,13 @@ class ObjectInfo:
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    u = urlparse(uri)
-    if u.scheme != "s3" or not u.netloc:
+    """``(bucket, key)`` of ``s3://bucket/key``. The key is everything after the bucket's
+    slash: an S3 key may hold ``?`` and ``#``, which a URL parser would cut off as a query
+    or a fragment."""
+    bucket, _, key = uri[5:].partition("/") if uri.startswith("s3://") else ("", "", "")
+    if not bucket:
         raise ConfigError("not an s3://bucket/key URI", uri=uri)
-    return u.netloc, u.path.lstrip("/")
+    return bucket, key.lstrip("/")
 
 
 def _error_code(body: bytes | None) -> str:

@@ -492,6 +492,21 @@ def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int, shuffle: b
         assert batches[1]["__key__"] == [f"{i:03d}.bin" for i in range(8, 16)]
 
 
+def test_keys_with_query_and_fragment_characters(s3_endpoint: str) -> None:
+    # "?" and "#" are ordinary characters of an S3 key; a URL parser cut the key at them
+    c = s3.client()
+    names = ["a?b.bin", "c#d.bin", "e?f#g.bin", "plain.bin"]
+    for i, name in enumerate(names):
+        c.put(BUCKET, f"odd/{name}", sample_bytes(i))
+    ds = m5.dataset(f"s3://{BUCKET}/odd/")
+    want = dict(zip(names, (sample_bytes(i) for i in range(4))))
+    assert {ds[i]["__key__"]: ds[i]["bin"] for i in range(len(ds))} == want
+    with m5.Loader(ds, 2, num_workers=0, output="numpy") as lo:
+        assert lo.blockwise
+        got = {k: v for b in lo for k, v in zip(b["__key__"], b["bin"])}
+    assert got == want
+
+
 def test_raw_block_path_missing_object_is_named_or_skipped(s3_endpoint: str) -> None:
     c = s3.client()
     for i in range(12):
