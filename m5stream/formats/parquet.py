@@ -233,14 +233,14 @@ class ParquetReader(ShardReader):
             else (bucket, key, s.stamp, o, n, whole[o - lo : o - lo + n])
             for o, n in ranges
         ]
-        return ranges, (buf, whole), client(s.s3).start_many(items)
+        return ranges, whole, client(s.s3).start_many(items)
 
     def _remote_group(self, g: int, fetched: Any = None) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         s = self.shard
-        ranges, (buf, whole), collect = fetched if fetched is not None else self.fetch_unit(g)
+        ranges, whole, collect = fetched if fetched is not None else self.fetch_unit(g)
         got = collect()
         for part in got:
             if isinstance(part, M5Error):
@@ -255,7 +255,8 @@ class ParquetReader(ShardReader):
         f = pq.ParquetFile(pa.PythonFile(sparse, mode="r"), metadata=self.metadata)
         table = f.read_row_group(g, columns=self.columns)
         del f, got
-        if buf is not None and whole is not None:
+        if whole is not None:  # the ranges landed in a pooled buffer: give it back
+            buf = whole.obj
             sparse.drop()
             whole.release()
             range_buffers().give(buf)  # kept out of the pool while anything holds a view

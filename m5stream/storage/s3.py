@@ -64,16 +64,18 @@ def _counters() -> dict[str, int]:
     return d
 
 
-def _count(operation: str) -> None:
+def _add(name: str, n: int) -> None:
     d = _counters()
-    d[operation] = d.get(operation, 0) + 1
-    _IO.n = getattr(_IO, "n", 0) + 1
+    d[name] = d.get(name, 0) + n
+    _IO.n = getattr(_IO, "n", 0) + 1  # what io_changes() reports
+
+
+def _count(operation: str) -> None:
+    _add(operation, 1)
 
 
 def _count_bytes(nbytes: int) -> None:
-    d = _counters()
-    d["bytes"] = d.get("bytes", 0) + nbytes
-    _IO.n = getattr(_IO, "n", 0) + 1
+    _add("bytes", nbytes)
 
 
 def io_counters() -> dict[str, int]:
