@@ -197,7 +197,7 @@ def main() -> None:
 
         def a_loader(reads: str) -> float:
             with m5.Loader(tds, 64, num_workers=2, output="numpy", columnar_reads=reads) as lo:  # type: ignore[arg-type]
-                assert lo.blockwise == (reads == "threads")
+                assert (lo.executor_kind == "threads") == (reads == "threads")
                 for _ in lo:
                     pass
                 return proc_cpu(lo.worker_pids)  # worker processes (the block path has none)

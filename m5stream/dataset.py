@@ -25,7 +25,7 @@ from .catalog.resolve import list_local
 from .catalog.s3list import list_s3
 from .columns import ColumnBlock, Keys, concat, settle
 from .errors import ConfigError, CorruptData, M5Error, NotFound
-from .formats import Format, Sample, ShardReader, detect_format, get_format
+from .formats import Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
 from .storage.s3 import S3Config
@@ -210,11 +210,13 @@ class Dataset:
         self._units: dict[int, Any] = {}
         self._unit_lists: dict[int, list[int]] = {}
         self._offsets_list: list[int] | None = None
+        #: what ``Format.prefetch`` fetched for the current batch: uri -> payload or error
+        self._prefetched: dict[str, Any] = {}
 
     def locality(self, index: int) -> tuple[int, int] | None:
         """``(shard, decode unit)`` of sample ``index`` where reading it decodes a whole unit
         (a Parquet row group); ``None`` for formats without such units."""
-        if type(self.format).unit_starts is Format.unit_starts:
+        if not self.format.caps.decode_units:
             return None
         shard, local = self.manifest.locate(int(index))
         starts = self._unit_starts(shard)
@@ -281,15 +283,18 @@ class Dataset:
 
     def prefetch(self, shards: np.ndarray) -> None:
         """Let the format fetch what a batch touching ``shards`` needs, all at once."""
-        if type(self.format).prefetch is Format.prefetch:
+        if not self.format.caps.batch_fetch:
             return  # nothing to fetch ahead: keep the per-batch hot path free of it
         m = self.manifest
-        self.format.prefetch([m.shard(int(s), self.s3) for s in dict.fromkeys(shards.tolist())])
+        shard_list = [m.shard(int(s), self.s3) for s in dict.fromkeys(shards.tolist())]
+        self._prefetched = self.format.prefetch(shard_list)
 
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
         try:
-            key, fields = self._reader(shard).read(local)
+            got = self._prefetched.pop(self.manifest.uri(shard), None) if self._prefetched else None
+            reader = self._reader(shard)
+            key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
         except M5Error as exc:
             exc.add_context(uri=self.manifest.uri(shard), index=int(index))
             raise
@@ -303,7 +308,7 @@ class Dataset:
         """The decode unit (Parquet row group; 0 for a format that decodes whole shards) of
         each located sample."""
         units = np.zeros(len(shards), dtype=np.int64)
-        if type(self.format).unit_starts is Format.unit_starts or not len(shards):
+        if not self.format.caps.decode_units or not len(shards):
             return units
         sh = np.asarray(shards)
         first, last = int(sh[0]), int(sh[-1])
@@ -389,7 +394,7 @@ class Dataset:
         """:meth:`read_columns` of consecutive samples given as :meth:`segments`; ``indices``
         may be their ``(first, count)``. A batch inside one block that carries its rows'
         indices (``ColumnBlock.number``) takes ``__index__`` as a view of them."""
-        if not segments or not self.format.block_reads:
+        if not segments or not self.format.caps.block_reads:
             return None
         get = blocks or self.block
         keys: list[Keys] = []
@@ -471,7 +476,8 @@ class Dataset:
         batch :func:`~m5stream.workers.assemble.assemble_numpy` would make from ``read_at`` of
         each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
-        if n == 0 or not (self.format.columnar or (blocks and self.format.block_reads)):
+        caps = self.format.caps
+        if n == 0 or not (caps.columnar or (blocks and caps.block_reads)):
             return None
         get = blocks or self.block
         sh = np.asarray(shards, dtype=np.int64)

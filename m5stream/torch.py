@@ -18,18 +18,22 @@ the ``DataLoader`` is iterated (workers get a copy of the dataset at each iterat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch.utils.data
 
+from .config import LoaderConfig, ReadAheadBudget, resolve_rank
 from .dataset import Dataset, dataset
 from .device import DeviceLoader, StaticShapes
 from .errors import ConfigError
+from .execution import ExecContext
+from .execution.rows import load_rows
 from .loader import Loader
-from .sampling import Order, batch_indices, steps_per_epoch
-from .workers.task import load_samples
+from .plan import Plan
+from .stats import Stats
 
 __all__ = ["DeviceLoader", "IterableDataset", "StaticShapes"]
 
@@ -38,24 +42,55 @@ class IterableDataset(torch.utils.data.IterableDataset):
     """A ``torch.utils.data.IterableDataset`` over an m5stream dataset (see module docstring).
 
     Takes the arguments of :class:`m5stream.Loader`, plus ``unit`` (``"auto"``, ``"batch"``
-    or ``"sample"``).
+    or ``"sample"``). Both modes use one :class:`~m5stream.config.LoaderConfig` and the plan
+    it defines; the rank is resolved as the Loader resolves it (explicit, then
+    ``torch.distributed``, then ``RANK``/``WORLD_SIZE``), in the trainer process.
     """
 
     def __init__(
-        self, ds: Dataset | str, batch_size: int, *, unit: str = "auto", **loader_kwargs: Any
+        self,
+        ds: Dataset | str | list[str],
+        batch_size: int,
+        *,
+        unit: str = "auto",
+        transform: Any = None,
+        batch_transform: Any = None,
+        **options: Any,
     ) -> None:
         super().__init__()
         if unit not in ("auto", "batch", "sample"):
             raise ConfigError(f"unit must be 'auto', 'batch' or 'sample', not {unit!r}")
-        self.ds = dataset(ds) if isinstance(ds, str) else ds
+        self.ds = dataset(ds) if isinstance(ds, (str, list, tuple)) else ds
+        options.setdefault("output", "torch")
+        self._rank_args = (options.pop("rank", None), options.pop("world_size", None))
+        # validated now (errors at construction); the rank is resolved again when the
+        # trainer first iterates, after the user has initialised torch.distributed
+        self.config = LoaderConfig.build(batch_size, **options)
         self.batch_size = batch_size
         self.unit = unit
-        self.kwargs = dict(loader_kwargs)
-        self.kwargs.setdefault("output", "torch")
+        self.transform = transform
+        self.batch_transform = batch_transform
+        self._ranked = False
         self._loader: Loader | None = None
         self._epoch = 0
         self._pending: dict[str, Any] | None = None
         self._sample_state: dict[str, Any] | None = None
+
+    def _resolved(self) -> LoaderConfig:
+        """The config with this process's rank, resolved once: in the trainer process when
+        it iterates or hands a copy to spawned torch workers (``__getstate__``), or in a
+        forked torch worker, which inherits the trainer's process group and environment."""
+        if not self._ranked:
+            rank, world_size = resolve_rank(*self._rank_args)
+            self.config = dataclasses.replace(self.config, rank=rank, world_size=world_size)
+            self._ranked = True
+        return self.config
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._resolved()  # before the copy goes to torch's workers
+        state = dict(self.__dict__)
+        state["_loader"] = None
+        return state
 
     # -- shared
     def set_epoch(self, epoch: int) -> None:
@@ -95,7 +130,12 @@ class IterableDataset(torch.utils.data.IterableDataset):
     # -- batch mode: an m5 Loader with m5 workers
     def _batch_loader(self) -> Loader:
         if self._loader is None:
-            self._loader = Loader(self.ds, self.batch_size, **self.kwargs)
+            self._loader = Loader(
+                self.ds,
+                transform=self.transform,
+                batch_transform=self.batch_transform,
+                config=self._resolved(),
+            )
             if self._pending is not None:
                 self._loader.load_state_dict(self._pending)
                 self._pending = None
@@ -108,43 +148,24 @@ class IterableDataset(torch.utils.data.IterableDataset):
             self._loader.close()
             self._loader = None
 
-    # -- sample mode: this torch worker's share of the global steps
+    # -- sample mode: this torch worker's share of the plan's steps
     def _iter_samples(self, info: Any) -> Iterator[dict[str, Any]]:
-        kw = self.kwargs
-        world_size = int(kw.get("world_size") or 1)
-        rank = int(kw.get("rank") or 0)
-        seed = int(kw.get("seed", 0))
-        order = Order(
-            self.ds.manifest.counts,
-            shuffle=kw.get("shuffle", False),
-            seed=seed,
-            block_size=int(kw.get("block_size", 16384)),
-        )
-        n_steps = steps_per_epoch(
-            order.num_samples, self.batch_size * world_size, bool(kw.get("drop_last", False))
-        )
-        drop_last = bool(kw.get("drop_last", False))
-        even = bool(kw.get("even_batches", True)) and world_size > 1 and not drop_last
+        c = self._resolved()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         st = self._sample_state or {}
         epoch = int(st.get("epoch", self._epoch))
-        step = int(st.get("step", wid))
+        plan = Plan.for_epoch(c, self.ds.manifest.counts, epoch)
+        ctx = ExecContext(
+            self.ds,
+            c,
+            self.transform,
+            None,
+            ReadAheadBudget(threads=0, depth=1, steps=1, shard_lookahead=1),
+            Stats(),
+        )
         skip = int(st.get("in_batch", 0))
-        transform = kw.get("transform")
-        on_error = kw.get("on_error", "raise")
-        while step < n_steps:
-            idx = batch_indices(
-                order,
-                epoch,
-                step,
-                batch_size=self.batch_size,
-                world_size=world_size,
-                rank=rank,
-                even=even,
-            )
-            res = load_samples(self.ds, transform, idx, seed=seed, epoch=epoch, on_error=on_error)
-            if res.error is not None:
-                raise res.error.to_exception(wid)
+        for step in plan.worker_steps(wid, nw, int(st.get("step", wid))):
+            res = load_rows(ctx, plan.indices(step), epoch)
             samples = res.samples
             for i in range(skip, len(samples)):
                 last = i + 1 == len(samples)
@@ -155,7 +176,6 @@ class IterableDataset(torch.utils.data.IterableDataset):
                 }
                 yield _to_torch(samples[i])
             skip = 0
-            step += nw
         self._sample_state = {"epoch": epoch + 1, "step": wid, "in_batch": 0}
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog.manifest import ShardInfo
 from ..storage.s3 import S3Config
+from .caps import Fetch, FormatCaps
 
 if TYPE_CHECKING:
     from ..columns import ColumnBlock
@@ -34,18 +35,23 @@ class ShardReader(ABC):
     def read(self, local: int) -> tuple[str, Sample]:
         """``(key, fields)`` of sample ``local`` (0-based within the shard)."""
 
+    def read_fetched(self, local: int, fetched: Any) -> tuple[str, Sample]:
+        """:meth:`read`, given what ``Format.prefetch`` fetched for this shard (the payload,
+        or the exception its fetch ended with)."""
+        return self.read(local)
+
     def block_at(self, local: int) -> ColumnBlock | None:
         """Column-wise formats: the decoded unit holding sample ``local`` (kept until another
         unit is asked for), whose columns hold exactly the values :meth:`read` gives row by
         row (see ``m5stream.columns``); ``None``: the format is read row by row."""
         return None
 
-    def fetch_unit(self, unit: int) -> Any:
+    def fetch_unit(self, unit: int) -> Fetch | None:
         """Start fetching what decoding unit ``unit`` needs (e.g. S3 byte ranges), without
         waiting; the handle goes to :meth:`decode_unit`. ``None``: nothing to start."""
         return None
 
-    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
         """Column-wise formats: decode unit ``unit`` afresh (nothing cached, so a read-ahead
         thread can use its own reader while the trainer uses another), with what
         :meth:`fetch_unit` started, if anything."""
@@ -63,12 +69,8 @@ class Format(ABC):
     suffixes: tuple[str, ...] = ()
     #: modules its readers import (preloaded into the forkserver that starts the workers)
     modules: tuple[str, ...] = ()
-    #: readers implement ``ShardReader.block_at`` (workers read a run of samples at once)
-    columnar: bool = False
-    #: readers implement ``fetch_unit``/``decode_unit``: the Loader's block path reads it
-    block_reads: bool = False
-    #: a decode unit is a whole shard downloaded into the disk shard cache (tar)
-    shard_units: bool = False
+    #: what the format can do; the execution layer chooses its path from this alone
+    caps: FormatCaps = FormatCaps()
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Normalise and check format options (e.g. ``columns``); stored in the manifest."""
@@ -94,10 +96,12 @@ class Format(ABC):
         """A reader for ``shard``."""
 
     def unit_starts(self, shard: ShardInfo, options: dict[str, Any]) -> Any:
-        """First rows of the shard's decode units (Parquet row groups), for formats where
-        reading one sample decodes a whole unit; ``None`` for the others. The loader sends the
-        batches of one unit to one worker so that a unit is fetched and decoded once."""
+        """First rows of the shard's decode units (Parquet row groups), for formats whose
+        ``caps.decode_units`` is set (reading one sample decodes a whole unit); ``None`` for
+        the others. Batches of one unit go to one worker, so a unit is decoded once."""
         return None
 
-    def prefetch(self, shards: list[ShardInfo]) -> None:  # noqa: B027 - optional hook
-        """Start fetching what reading these shards will need (called once per batch)."""
+    def prefetch(self, shards: list[ShardInfo]) -> dict[str, Any]:
+        """Formats with ``caps.batch_fetch``: fetch what reading these shards needs, all at
+        once, as ``{uri: payload or the error}`` for the readers (called once per batch)."""
+        return {}

@@ -30,6 +30,7 @@ from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
 from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
+from .caps import Fetch, FormatCaps
 
 __all__ = ["CsvFormat", "arrow_type"]
 
@@ -132,15 +133,14 @@ class CsvReader(ShardReader):
             self.read(local)  # raises, naming the record
         return self.block
 
-    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
         return self.block  # one unit: the file, parsed when the reader opened
 
 
 class CsvFormat(Format):
     name = "csv"
     suffixes = (".csv",)
-    columnar = True
-    block_reads = True
+    caps = FormatCaps(columnar=True, block_reads=True, whole_shard_fetch=True)
     modules = ("pyarrow", "pyarrow.csv")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

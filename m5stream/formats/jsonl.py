@@ -19,6 +19,7 @@ from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
 from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
+from .caps import FormatCaps
 
 __all__ = ["JsonlFormat", "line_index"]
 
@@ -101,6 +102,7 @@ class JsonlReader(ShardReader):
 
 class JsonlFormat(Format):
     name = "jsonl"
+    caps = FormatCaps(whole_shard_fetch=True)
     suffixes = (".jsonl", ".ndjson", ".json")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ..storage.blobs import is_s3
 from ..storage.buffers import range_buffers
 from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
+from .caps import Fetch, FormatCaps
 
 __all__ = ["ParquetFormat", "footer_metadata"]
 
@@ -208,7 +209,7 @@ class ParquetReader(ShardReader):
         self._group = -1
         self._block: ColumnBlock | None = None
 
-    def fetch_unit(self, unit: int) -> Any:
+    def fetch_unit(self, unit: int) -> Fetch | None:
         """Start the ranged GETs of row group ``unit``'s projected column chunks (S3; local
         files: nothing to do); :meth:`decode_unit` waits for them.
 
@@ -233,15 +234,17 @@ class ParquetReader(ShardReader):
             else (bucket, key, s.stamp, o, n, whole[o - lo : o - lo + n])
             for o, n in ranges
         ]
-        return ranges, whole, client(s.s3).start_many(items)
+        return Fetch(client(s.s3).start_many(items), context=(ranges, whole))
 
-    def _remote_group(self, g: int, fetched: Any = None) -> Any:
+    def _remote_group(self, g: int, fetched: Fetch | None = None) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         s = self.shard
-        ranges, whole, collect = fetched if fetched is not None else self.fetch_unit(g)
-        got = collect()
+        fetch = fetched if fetched is not None else self.fetch_unit(g)
+        assert fetch is not None  # a remote file's row group always has ranges to fetch
+        ranges, whole = fetch.context
+        got = fetch.wait()
         for part in got:
             if isinstance(part, M5Error):
                 part.add_context(key=f"{s.key} row group {g}")
@@ -262,7 +265,7 @@ class ParquetReader(ShardReader):
             range_buffers().give(buf)  # kept out of the pool while anything holds a view
         return table
 
-    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
         g = int(unit)
         if not 0 <= g < len(self.group_starts) - 1:
             raise CorruptData(
@@ -309,8 +312,7 @@ def _check_columns(md: Any, cols: list[str] | None, uri: str) -> None:
 class ParquetFormat(Format):
     name = "parquet"
     suffixes = (".parquet", ".pq")
-    columnar = True
-    block_reads = True
+    caps = FormatCaps(columnar=True, block_reads=True, decode_units=True)
     modules = ("pyarrow", "pyarrow.parquet")
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ..errors import M5Error
 from ..storage.blobs import is_s3, read_object
 from ..storage.s3 import S3Config, client, parse_s3_uri
 from .base import Format, Sample, ShardReader
+from .caps import Fetch, FormatCaps
 
 __all__ = ["RawFormat", "field_name"]
 
@@ -28,39 +29,40 @@ def field_name(path: str) -> str:
     return ext[1:].lower() if ext else "data"
 
 
-# Objects fetched ahead for the current batch (per process): uri -> bytes or the error.
-_PREFETCHED: dict[str, bytes | BaseException] = {}
-
-
 class RawReader(ShardReader):
     def read(self, local: int) -> tuple[str, Sample]:
         if local != 0:
             raise IndexError(local)
+        stamp = self.shard.stamp if is_s3(self.shard.uri) else None
         try:
-            got = _PREFETCHED.pop(self.shard.uri, None)
-            if isinstance(got, BaseException):
-                raise got
-            if got is None:
-                stamp = self.shard.stamp if is_s3(self.shard.uri) else None
-                got = read_object(self.shard.uri, stamp, self.shard.s3)
+            got = read_object(self.shard.uri, stamp, self.shard.s3)
         except M5Error as exc:
             exc.add_context(key=self.shard.key)
             raise
         return self.shard.key, {field_name(self.shard.key): got}
 
-    def fetch_unit(self, unit: int) -> Any:
+    def read_fetched(self, local: int, fetched: Any) -> tuple[str, Sample]:
+        if local != 0:
+            raise IndexError(local)
+        if isinstance(fetched, BaseException):
+            if isinstance(fetched, M5Error):
+                fetched.add_context(key=self.shard.key)
+            raise fetched
+        return self.shard.key, {field_name(self.shard.key): fetched}
+
+    def fetch_unit(self, unit: int) -> Fetch | None:
         """Start the object's GET (S3; conditional on the ETag); local files: nothing."""
         if unit != 0 or not is_s3(self.shard.uri):
             return None
         bucket, key = parse_s3_uri(self.shard.uri)
-        return client(self.shard.s3).start_many([(bucket, key, self.shard.stamp)])
+        return Fetch(client(self.shard.s3).start_many([(bucket, key, self.shard.stamp)]))
 
-    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
         """The object as a one-sample block (the block path)."""
         if fetched is None:
             key, fields = self.read(0)
             return ColumnBlock.single(key, fields)
-        got = fetched()[0]
+        got = fetched.wait()[0]
         if isinstance(got, M5Error):
             got.add_context(key=self.shard.key)
             raise got
@@ -69,7 +71,7 @@ class RawReader(ShardReader):
 
 class RawFormat(Format):
     name = "raw"
-    block_reads = True
+    caps = FormatCaps(block_reads=True, batch_fetch=True)
 
     def count(
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
@@ -79,13 +81,11 @@ class RawFormat(Format):
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return RawReader(shard, options)
 
-    def prefetch(self, shards: list[ShardInfo]) -> None:
+    def prefetch(self, shards: list[ShardInfo]) -> dict[str, Any]:
         """Fetch a batch's S3 objects concurrently (one GET each, conditional on the ETag);
         local files are read when needed."""
-        _PREFETCHED.clear()
         remote = [s for s in shards if is_s3(s.uri)]
         if len(remote) < 2:
-            return
+            return {}
         items = [(*parse_s3_uri(s.uri), s.stamp) for s in remote]
-        for s, got in zip(remote, client(remote[0].s3).get_many(items)):
-            _PREFETCHED[s.uri] = got
+        return dict(zip([s.uri for s in remote], client(remote[0].s3).get_many(items)))

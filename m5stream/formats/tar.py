@@ -19,7 +19,6 @@ that does not is read row by row instead.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from ..storage.blobs import ShardMap, local_shard, shard_map, start_shard_map
 from ..storage.local import LocalFile
 from ..storage.s3 import S3Config
 from .base import Format, Sample, ShardReader
+from .caps import Fetch, FormatCaps
 
 __all__ = ["TarBlock", "TarFormat", "TarIndex", "group_members"]
 
@@ -222,17 +222,17 @@ class TarReader(ShardReader):
                 raise
         return key, sample
 
-    def fetch_unit(self, unit: int) -> Future[ShardMap]:
+    def fetch_unit(self, unit: int) -> Fetch:
         """Start mapping the shard (downloading it first, from S3) in the background."""
         s = self.shard
-        return start_shard_map(s.uri, s.size, s.stamp, s.s3)
+        return Fetch.of_future(start_shard_map(s.uri, s.size, s.stamp, s.s3))
 
-    def decode_unit(self, unit: int, fetched: Any = None) -> ColumnBlock:
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
         """The whole shard as a :class:`TarBlock` over its map; the download's error, if it
         failed."""
         s = self.shard
         got: ShardMap = (
-            fetched.result() if fetched is not None else shard_map(s.uri, s.size, s.stamp, s.s3)
+            fetched.wait() if fetched is not None else shard_map(s.uri, s.size, s.stamp, s.s3)
         )
         if self._index is None:
             self._index = load_index(s.uri, s.size, s.stamp, s.s3, got.buf)
@@ -248,8 +248,7 @@ class TarReader(ShardReader):
 class TarFormat(Format):
     name = "tar"
     suffixes = (".tar",)
-    block_reads = True
-    shard_units = True
+    caps = FormatCaps(block_reads=True, shard_units=True, whole_shard_fetch=True)
 
     def count(
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None

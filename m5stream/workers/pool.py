@@ -22,7 +22,7 @@ from typing import Any
 from ..dataset import Dataset
 from ..errors import WorkerDied
 from ..transforms import TransformFn
-from .protocol import Cmd
+from .protocol import RingMsg, StopMsg, TaskMsg
 from .slots import SlotRing
 from .task import BatchTransform
 from .worker import worker_main
@@ -111,10 +111,10 @@ class WorkerPool:
     def send_ring(self, ring: SlotRing) -> None:
         assert ring.fd is not None
         for conn, p in zip(self.conns, self.procs):
-            conn.send((Cmd.RING, ring.ring_id, ring.num_slots, ring.slot_bytes))
+            conn.send(RingMsg(ring.ring_id, ring.num_slots, ring.slot_bytes))
             send_handle(conn, ring.fd, p.pid)
 
-    def submit(self, worker: int, msg: tuple[Any, ...], nbytes: int = 0) -> None:
+    def submit(self, worker: int, msg: TaskMsg, nbytes: int = 0) -> None:
         self.conns[worker].send(msg)
         self.inflight[worker] += 1
         self.queued[worker].append(nbytes)
@@ -164,7 +164,7 @@ class WorkerPool:
         """Stop every worker: STOP and join for up to ``timeout`` in all, then terminate, kill."""
         for conn in self.conns:
             try:
-                conn.send((Cmd.STOP,))
+                conn.send(StopMsg())
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + timeout

@@ -1,20 +1,20 @@
 """Messages between the trainer and its workers (one duplex pipe per worker).
 
+Every message is a small frozen dataclass whose ``kind`` (:class:`Kind`) says what it is.
+
 Trainer -> worker, in order on the pipe:
 
-* ``(Cmd.RING, ring_id, num_slots, slot_bytes)`` followed by the ring's memfd sent with
-  ``SCM_RIGHTS``: from now on, tasks name slots of this ring; the worker unmaps the previous one.
-* ``(Cmd.TASK, gen, step, ring_id, slot, epoch, indices)``: load these global sample indices,
-  transform them, write the batch into ``slot``.
-* ``(Cmd.STOP,)``: exit cleanly.
+* :class:`RingMsg`, followed by the ring's memfd sent with ``SCM_RIGHTS``: from now on, tasks
+  name slots of this ring; the worker unmaps the previous one.
+* :class:`TaskMsg`: load these global sample indices, transform them, write the batch into
+  the slot.
+* :class:`StopMsg`: exit cleanly.
 
 Worker -> trainer:
 
-* ``(Reply.DONE, gen, step, ring_id, slot, layout, meta)``: the batch is in the slot; ``layout``
-  says where each field lies (see ``assemble``), ``meta`` carries ``index``, ``keys``,
-  ``skipped`` and per-stage ``seconds``.
-* ``(Reply.ERROR, gen, step, ring_id, slot, error)``: the task failed; ``error`` is an
-  :class:`ErrorInfo`.
+* :class:`DoneReply`: the batch is in the slot; ``layout`` says where each field lies (see
+  ``assemble``), ``meta`` (:class:`BatchMeta`) what the batch cost and skipped.
+* :class:`ErrorReply`: the task failed; ``error`` is an :class:`ErrorInfo`.
 
 ``gen`` is the trainer's iteration generation: replies to an abandoned iteration are dropped
 and their slot returned.
@@ -24,23 +24,99 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any, ClassVar
+
+import numpy as np
 
 from ..errors import M5Error, WorkerError
+from ..plan import IndexRun
 
-__all__ = ["Cmd", "ErrorInfo", "Reply"]
+__all__ = [
+    "BatchMeta",
+    "DoneReply",
+    "ErrorInfo",
+    "ErrorReply",
+    "Kind",
+    "RingMsg",
+    "StopMsg",
+    "TaskMsg",
+]
 
 
-class Cmd(IntEnum):
+class Kind(IntEnum):
     RING = 1
     TASK = 2
     STOP = 3
+    DONE = 4
+    ERROR = 5
 
 
-class Reply(IntEnum):
-    DONE = 1
-    ERROR = 2
+@dataclass(frozen=True, slots=True)
+class RingMsg:
+    kind: ClassVar[Kind] = Kind.RING
+    ring_id: int
+    num_slots: int
+    slot_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMsg:
+    kind: ClassVar[Kind] = Kind.TASK
+    gen: int
+    step: int
+    ring_id: int
+    slot: int
+    epoch: int
+    #: a run when the indices are consecutive, so the message stays a few bytes
+    indices: np.ndarray | IndexRun
+
+    def index_array(self) -> np.ndarray:
+        got = self.indices
+        return got.array() if isinstance(got, IndexRun) else got
+
+
+@dataclass(frozen=True, slots=True)
+class StopMsg:
+    kind: ClassVar[Kind] = Kind.STOP
+
+
+@dataclass(slots=True)
+class BatchMeta:
+    """What a finished batch cost and skipped."""
+
+    #: ``[index, key, "Type: message"]`` of each sample skipped
+    skipped: list[list[Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    #: slot bytes the batch needed (more than the slot has: its arrays came inline)
+    needed: int = 0
+    #: S3 requests (per operation) and bytes
+    io: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DoneReply:
+    kind: ClassVar[Kind] = Kind.DONE
+    gen: int
+    step: int
+    ring_id: int
+    slot: int
+    layout: list[tuple[Any, ...]]
+    meta: BatchMeta
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    kind: ClassVar[Kind] = Kind.ERROR
+    gen: int
+    step: int
+    ring_id: int
+    slot: int
+    error: ErrorInfo
+
+
+Reply = DoneReply | ErrorReply
 
 
 @dataclass

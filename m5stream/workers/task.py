@@ -21,22 +21,7 @@ from .protocol import ErrorInfo
 #: turns the list of a batch's samples into the batch dict (e.g. ``PackTokens``)
 BatchTransform = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
-__all__ = ["LoadResult", "compact_indices", "expand_indices", "load_samples", "skip_record"]
-
-
-def compact_indices(idx: np.ndarray) -> np.ndarray | tuple[int, int]:
-    """A batch's indices as ``(start, count)`` when they are consecutive (the natural order,
-    and most block-shuffle batches): task messages stay a few bytes whatever the batch size."""
-    n = len(idx)
-    if n > 1 and int(idx[-1]) - int(idx[0]) == n - 1 and bool((np.diff(idx) == 1).all()):
-        return int(idx[0]), n
-    return idx
-
-
-def expand_indices(sent: np.ndarray | tuple[int, int]) -> np.ndarray:
-    if isinstance(sent, tuple):
-        return np.arange(sent[0], sent[0] + sent[1], dtype=np.int64)
-    return sent
+__all__ = ["LoadResult", "load_samples", "skip_record"]
 
 
 def skip_record(index: int, key: str | None, exc: BaseException) -> list[Any]:
@@ -83,7 +68,7 @@ def load_samples(
         if (
             columnar
             and transform is None
-            and dataset.format.columnar
+            and dataset.format.caps.columnar
             and _load_columns(res, dataset, indices)
         ):
             return res

@@ -1,6 +1,6 @@
 """The worker process: receives tasks, writes batches into shared-memory slots.
 
-A worker exits when told (``Cmd.STOP``), when its pipe closes (the trainer is gone), or - on
+A worker exits when told (``StopMsg``), when its pipe closes (the trainer is gone), or - on
 Linux - with ``PR_SET_PDEATHSIG`` when the process that started it dies. It ignores SIGINT so
 that Ctrl-C is handled once, by the trainer.
 """
@@ -15,14 +15,13 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
-from typing import Any
 
 from ..dataset import Dataset
 from ..transforms import TransformFn
 from .assemble import write_arrays, write_batch
-from .protocol import Cmd, ErrorInfo, Reply
+from .protocol import BatchMeta, DoneReply, ErrorInfo, ErrorReply, RingMsg, StopMsg, TaskMsg
 from .slots import SlotRing
-from .task import BatchTransform, expand_indices, load_samples, skip_record
+from .task import BatchTransform, load_samples, skip_record
 
 __all__ = ["worker_main"]
 
@@ -64,17 +63,15 @@ def worker_main(
                 msg = conn.recv()
             except (EOFError, OSError):
                 return
-            cmd = msg[0]
-            if cmd == Cmd.STOP:
+            if isinstance(msg, StopMsg):
                 return
-            if cmd == Cmd.RING:
-                _, ring_id, num_slots, slot_bytes = msg
+            if isinstance(msg, RingMsg):
                 fd = recv_handle(conn)
                 if ring is not None:
                     ring.close()
-                ring = SlotRing(ring_id, num_slots, slot_bytes, fd=fd)
+                ring = SlotRing(msg.ring_id, msg.num_slots, msg.slot_bytes, fd=fd)
                 continue
-            if cmd == Cmd.TASK:
+            if isinstance(msg, TaskMsg):
                 reply = _run_task(msg, ring, dataset, transform, batch_transform, seed, on_error)
                 try:
                     conn.send(reply)
@@ -97,28 +94,28 @@ def _parent_alive(pid: int) -> bool:
 
 
 def _run_task(
-    msg: tuple[Any, ...],
+    msg: TaskMsg,
     ring: SlotRing | None,
     dataset: Dataset,
     transform: TransformFn | None,
     batch_transform: BatchTransform | None,
     seed: int,
     on_error: str,
-) -> tuple[Any, ...]:
-    _, gen, step, ring_id, slot, epoch, sent = msg
-    indices = expand_indices(sent)
+) -> DoneReply | ErrorReply:
+    gen, step, ring_id, slot = msg.gen, msg.step, msg.ring_id, msg.slot
+    indices = msg.index_array()
     res = load_samples(
         dataset,
         transform,
         indices,
         seed=seed,
-        epoch=epoch,
+        epoch=msg.epoch,
         on_error=on_error,
         defer=batch_transform is None,
         columnar=batch_transform is None,
     )
     if res.error is not None:
-        return (Reply.ERROR, gen, step, ring_id, slot, res.error)
+        return ErrorReply(gen, step, ring_id, slot, res.error)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     try:
@@ -132,13 +129,13 @@ def _run_task(
             for s, exc in failures:  # lazy images that failed while being made
                 if on_error != "skip":
                     info = ErrorInfo.capture(exc, s.get("__key__"), s.get("__index__"))
-                    return (Reply.ERROR, gen, step, ring_id, slot, info)
+                    return ErrorReply(gen, step, ring_id, slot, info)
                 res.skipped.append(skip_record(s["__index__"], s.get("__key__"), exc))
     except Exception as exc:
-        return (Reply.ERROR, gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
+        return ErrorReply(gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
     seconds = dict(res.seconds)
     decode = timings.get("decode", 0.0)
     seconds["assemble"] = time.perf_counter() - t0 - decode
     seconds["decode"] = decode
-    meta = {"skipped": res.skipped, "seconds": seconds, "needed": needed, "io": res.io}
-    return (Reply.DONE, gen, step, ring_id, slot, layout, meta)
+    meta = BatchMeta(skipped=res.skipped, seconds=seconds, needed=needed, io=res.io)
+    return DoneReply(gen, step, ring_id, slot, layout, meta)

@@ -69,7 +69,7 @@ def test_columnar_batches_equal_the_row_path(
     kw = dict(batch_size=7, shuffle=shuffle, seed=5, num_workers=nw, block_size=16)
     with m5.Loader(ds, columnar_reads=reads, **kw) as lo:
         # threads slice batches out of decoded row groups unless the order is a global shuffle
-        assert lo.blockwise == (reads == "threads" and shuffle is not True)
+        assert (lo.executor_kind == "threads") == (reads == "threads" and shuffle is not True)
     col = batches(ds, columnar_reads=reads, **kw)
     row = batches(ds, transform=identity, **kw)
     same(col, row)
@@ -109,7 +109,7 @@ def test_tar_block_path_equals_the_row_path(tmp_path: Path) -> None:
         for nw in (0, 2):
             kw = dict(batch_size=6, shuffle=shuffle, seed=3, num_workers=nw, block_size=10)
             with m5.Loader(ds, **kw) as lo:
-                assert lo.blockwise == (shuffle is not True)
+                assert (lo.executor_kind == "threads") == (shuffle is not True)
             col = batches(ds, **kw)
             for b in col:  # batches of the uniform shards are sliced out of their maps
                 if shuffle is not True and b["__index__"].max() < 51:
@@ -162,7 +162,7 @@ def test_block_path_decode_errors_match_the_row_path(tmp_path: Path, nw: int) ->
     ds = m5.dataset(str(tmp_path), columns=["id", "title"])
     kw = dict(batch_size=10, num_workers=nw, output="numpy")
     with m5.Loader(ds, **kw) as lo:
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         with pytest.raises(m5.CorruptData) as err:
             for _ in lo:
                 pass
@@ -182,7 +182,9 @@ def test_a_row_group_is_decoded_by_one_worker(tmp_path: Path) -> None:
     ds = m5.dataset(str(tmp_path), columns=["id"])
     assert ds.unit_rows() == 32
     lo = m5.Loader(ds, 4, num_workers=2, output="numpy")
-    assert lo.prefetch == 2 * 8 + 1  # a row group's worth of batches per worker, looked ahead
+    assert (
+        lo.read_ahead.steps == 2 * 8 + 1
+    )  # a row group's worth of batches per worker, looked ahead
     units = [ds.locality(i) for i in range(0, 128, 4)]
     assert units[:9] == [(0, 0)] * 8 + [(0, 1)]
     with lo:
@@ -283,7 +285,7 @@ def test_tar_fetches_not_begun_are_cancelled_by_close(
 
     monkeypatch.setattr(tar_format, "start_shard_map", slow_start)
     lo = m5.Loader(ds, 4, num_workers=2, output="numpy")
-    assert lo.blockwise and lo._block_depth() == 4
+    assert lo.executor_kind == "threads" and lo.read_ahead.depth == 4
     it = iter(lo)
     assert next(it)["__index__"].tolist() == [0, 1, 2, 3]
     assert len(started) == 5  # shard 0, and 4 ahead
@@ -306,11 +308,11 @@ def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
         (tmp_path / "small" / f"{i}.bin").write_bytes(b"x" * 100)
     big = m5.Loader(m5.dataset(str(tmp_path / "big")), 4, num_workers=2, output="numpy")
     small = m5.Loader(m5.dataset(str(tmp_path / "small")), 4, num_workers=2, output="numpy")
-    assert big.blockwise and small.blockwise
-    assert big._block_depth() == 32  # 64 MiB of 2 MiB objects
-    assert small._block_depth() == 512  # the cap
+    assert (big.executor_kind == "threads") and (small.executor_kind == "threads")
+    assert big.read_ahead.depth == 32  # 64 MiB of 2 MiB objects
+    assert small.read_ahead.depth == 512  # the cap
     # a raw object's block is made in the trainer's thread: no decode threads
-    assert big._block_threads() == 0
+    assert big.read_ahead.threads == 0
     with big:
         it = iter(big)
         assert next(it)["__index__"].tolist() == [0, 1, 2, 3]
@@ -320,8 +322,10 @@ def test_raw_objects_ahead_are_bounded_by_bytes(tmp_path: Path) -> None:
     lo = m5.Loader(
         m5.dataset(make_tar_dataset(tmp_path / "tar", shards=2, per_shard=3)), 2, num_workers=2
     )
-    assert lo.blockwise and lo._block_depth() == 4 and lo._block_threads() == 2
+    assert (
+        (lo.executor_kind == "threads") and lo.read_ahead.depth == 4 and lo.read_ahead.threads == 2
+    )
     lo.dataset.manifest.sizes[:] = 200 << 20
-    assert lo._block_depth() == 2
+    assert m5.Loader(lo.dataset, 2, num_workers=2).read_ahead.depth == 2
     lo.dataset.manifest.sizes[:] = 2 << 30
-    assert lo._block_depth() == 1
+    assert m5.Loader(lo.dataset, 2, num_workers=2).read_ahead.depth == 1

@@ -292,5 +292,5 @@ def test_stopping_early_gives_every_slot_back(tar_ds: m5.Dataset) -> None:
         # every slot is usable again: a full pass needs them all without SlotsExhausted
         lo.set_epoch(1)
         assert sum(len(b) for b in _indices(lo)) == 120
-        rings = lo._res.rings
+        rings = lo._executor.rings
         assert rings is not None and len(rings.free) == rings.num_slots

@@ -67,7 +67,9 @@ def test_loader_resume_matrix_drop_last(tar_ds: m5.Dataset, shuffle: str, reads:
     whole shards ahead); ``columnar_reads="workers"`` keeps the worker processes."""
     kw = {"shuffle": shuffle, "seed": 11, "drop_last": True, "block_size": 40}
     kw["columnar_reads"] = reads
-    assert m5.Loader(tar_ds, 8, **kw).blockwise == (shuffle != "global" and reads == "threads")
+    assert (m5.Loader(tar_ds, 8, **kw).executor_kind == "threads") == (
+        shuffle != "global" and reads == "threads"
+    )
     check_resume(
         lambda nw, r, ws: LoaderNode(tar_ds, nw, r, ws, **kw),
         configs=MATRIX,
@@ -102,7 +104,7 @@ def parquet_ds(tmp_path_factory: pytest.TempPathFactory) -> m5.Dataset:
 @pytest.mark.parametrize("shuffle", ["none", "block"])
 def test_loader_resume_matrix_parquet_blocks(parquet_ds: m5.Dataset, shuffle: str) -> None:
     """The block path (threads decode row groups ahead; batches sliced in the trainer)."""
-    assert m5.Loader(parquet_ds, 8, shuffle=shuffle).blockwise
+    assert m5.Loader(parquet_ds, 8, shuffle=shuffle).executor_kind == "threads"
     kw = {"shuffle": shuffle, "seed": 4, "drop_last": False, "block_size": 40}
     check_resume(
         lambda nw, r, ws: LoaderNode(parquet_ds, nw, r, ws, **kw),

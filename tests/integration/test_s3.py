@@ -151,7 +151,7 @@ def test_parquet_block_path_over_s3_reads_each_row_group_once(
     _upload_dir(tmp_path / "pqb", f"pqb-{mapped}")
     ds = m5.dataset(f"s3://{BUCKET}/pqb-{mapped}/*.parquet", columns=["id", "title", "image"])
     with m5.Loader(ds, 7, num_workers=2, output="numpy") as lo:
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         batches = list(lo)
         gets = lo.stats["s3"]["GetObject"]
         first_epoch = len(made)
@@ -225,7 +225,7 @@ def test_loader_prefetches_shards_in_order(
         output="numpy",
         columnar_reads="workers",  # the worker path: workers read the disk shard cache
     ) as lo:
-        assert not lo.blockwise
+        assert lo.executor_kind != "threads"
         got = [i for b in lo for i in b["__index__"].tolist()]
         assert sorted(got) == list(range(120))
         assert lo.stats["prefetched_shards"] == 6
@@ -251,7 +251,7 @@ def test_tar_block_path_streams_shards_through_memory(
     local, remote = tar_pair
     kw = dict(shuffle="block", block_size=20, seed=1, num_workers=nw, output="numpy")
     with m5.Loader(remote, 8, **kw) as lo:  # type: ignore[arg-type]
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         got = [(b["__index__"].tolist(), b["bin"], list(b["__key__"])) for b in lo]
         io = lo.stats["s3"]
     with m5.Loader(local, 8, columnar_reads="workers", **kw) as lo:  # type: ignore[arg-type]
@@ -279,7 +279,7 @@ def test_tar_block_path_missing_or_changed_shard(
     monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "cache-2"))
     kw = dict(num_workers=2, output="numpy")
     with m5.Loader(ds, 4, **kw) as lo:  # type: ignore[arg-type]
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         it = iter(lo)
         assert [next(it)["__index__"].tolist() for _ in range(2)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
         with pytest.raises(m5.StateMismatch, match=r"shard-00001\.tar"):
@@ -481,7 +481,7 @@ def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int, shuffle: b
         c.put(BUCKET, f"once/{i:03d}.bin", sample_bytes(i))
     ds = m5.dataset(f"s3://{BUCKET}/once/")
     with m5.Loader(ds, 8, shuffle=shuffle, seed=1, num_workers=nw, output="numpy") as lo:
-        assert lo.blockwise == (not shuffle)
+        assert (lo.executor_kind == "threads") == (not shuffle)
         batches = list(lo)
         got = {i: b for batch in batches for i, b in zip(batch["__index__"].tolist(), batch["bin"])}
         io = lo.stats["s3"]
@@ -502,7 +502,7 @@ def test_keys_with_query_and_fragment_characters(s3_endpoint: str) -> None:
     want = dict(zip(names, (sample_bytes(i) for i in range(4))))
     assert {ds[i]["__key__"]: ds[i]["bin"] for i in range(len(ds))} == want
     with m5.Loader(ds, 2, num_workers=0, output="numpy") as lo:
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         got = {k: v for b in lo for k, v in zip(b["__key__"], b["bin"])}
     assert got == want
 
@@ -514,7 +514,7 @@ def test_raw_block_path_missing_object_is_named_or_skipped(s3_endpoint: str) -> 
     ds = m5.dataset(f"s3://{BUCKET}/gone/")
     c._request("DELETE", BUCKET, "gone/005.bin", operation="DeleteObject")
     with m5.Loader(ds, 4, num_workers=2, output="numpy") as lo:
-        assert lo.blockwise
+        assert lo.executor_kind == "threads"
         with pytest.raises(m5.NotFound, match=r"gone/005\.bin"):
             list(lo)
     with m5.Loader(ds, 4, num_workers=2, output="numpy", on_error="skip") as lo:

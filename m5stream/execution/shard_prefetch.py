@@ -6,9 +6,9 @@ maps their samples to shards, and downloads each new shard into the disk shard c
 (``storage.blobs.local_shard``) through the CRT, several at a time. Workers then open the
 cached copy instead of waiting for the download; a worker that needs a shard still being
 downloaded waits for that download (``local_shard``'s lock) rather than starting another.
-Local datasets and raw objects need none of this (raw objects are fetched per batch,
-concurrently, by the worker itself, and Parquet reads only the column chunks it needs, by
-range).
+It runs for formats whose ``caps.whole_shard_fetch`` is set (tar, JSONL, CSV) over S3: raw
+objects are fetched per batch by the worker itself, and Parquet reads only the column chunks
+it needs, by range.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from ..dataset import Dataset
-from ..storage.blobs import is_s3, local_shard
+from ..storage.blobs import local_shard
 from ..storage.s3 import io_counters, io_delta
 
 __all__ = ["ShardPrefetcher"]
@@ -53,12 +53,6 @@ class ShardPrefetcher:
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="m5stream-prefetch", daemon=True)
-
-    @staticmethod
-    def wanted(dataset: Dataset) -> bool:
-        m = dataset.manifest
-        # Parquet reads only the projected column chunks, by range, so it is not downloaded whole
-        return m.format in ("tar", "jsonl", "csv") and is_s3(m.root)
 
     def start(self) -> ShardPrefetcher:
         self._thread.start()

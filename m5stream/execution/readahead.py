@@ -25,23 +25,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from ..columns import ColumnBlock
 from ..dataset import Dataset
 from ..errors import M5Error
 from ..formats import ShardReader
+from ..formats.caps import Fetch
+from ..plan import PlannedBatch, UnitPlanner
+from ..plan.units import Unit
 from ..storage.s3 import io_counters, io_delta
-from .task import compact_indices
 
-__all__ = ["BlockReadAhead", "PlannedBatch"]
-
-Unit = tuple[int, int]  # (shard, unit within the shard)
+__all__ = ["BlockReadAhead"]
 
 #: bounds on how far the plan runs ahead of the trainer (memory for the planned indices)
 _MAX_PLANNED_STEPS = 4096
@@ -50,66 +46,24 @@ _MAX_PLANNED_ROWS = 1 << 21
 _THREAD_READERS = 4
 
 
-@dataclass
-class PlannedBatch:
-    step: int
-    #: the batch's sample indices, or ``(first, count)`` of a run (made into an array when
-    #: asked for: planning runs hundreds of steps ahead of the trainer)
-    index_run: np.ndarray | tuple[int, int]
-    #: consecutive samples: ``(shard, unit, first local, count)`` runs (``Dataset.segments``)
-    segments: list[tuple[int, int, int, int]] | None
-    #: otherwise: where each sample is
-    shards: np.ndarray | None = None
-    locals_: np.ndarray | None = None
-    units: np.ndarray | None = None
-    #: the distinct units the batch reads, in order of first use
-    needs: list[Unit] = field(default_factory=list)
-
-    @property
-    def indices(self) -> np.ndarray:
-        if isinstance(self.index_run, tuple):
-            first, count = self.index_run
-            self.index_run = np.arange(first, first + count, dtype=np.int64)
-        return self.index_run
-
-    def __len__(self) -> int:
-        r = self.index_run
-        return r[1] if isinstance(r, tuple) else len(r)
-
-
 class BlockReadAhead:
-    """Plans steps ``start .. n_steps - 1`` and decodes their units ahead (see module doc).
+    """Plans the steps of ``planner`` and decodes their units ahead (see module doc).
 
     ``threads=0`` decodes each unit in the caller when a batch first needs it (its fetch still
     starts ``depth`` units ahead).
-    ``runs(step)``, when given, is ``(first, count)`` for a step whose indices are that run
-    (``sampling.batch_run``), sparing the index arrays' work.
     """
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        indices: Callable[[int], np.ndarray],
-        start: int,
-        n_steps: int,
-        *,
-        threads: int,
-        depth: int,
-        runs: Callable[[int], tuple[int, int] | None] | None = None,
-    ) -> None:
+    def __init__(self, dataset: Dataset, planner: UnitPlanner, *, threads: int, depth: int) -> None:
         self._ds = dataset
-        self._indices = indices
-        self._runs = runs
-        self._next = start
-        self._n_steps = n_steps
+        self._planner = planner
         self._depth = max(1, depth)
         self._plans: deque[PlannedBatch] = deque()
         self._planned_rows = 0
         self._blocks: OrderedDict[Unit, Future[ColumnBlock]] = OrderedDict()
         #: without threads: fetches started at planning, decoded when a batch needs them
-        self._fetched: dict[Unit, Any] = {}
-        #: fetches that wait in a pool until they run: cancelled if the iteration ends first
-        self._fetches: dict[Unit, Future[Any]] = {}
+        self._fetched: dict[Unit, Fetch | None] = {}
+        #: fetches not yet waited for: cancelled if the iteration ends first
+        self._fetches: dict[Unit, Fetch] = {}
         self._first_use: dict[Unit, int] = {}
         self._last_use: dict[Unit, int] = {}
         self._counted: set[Unit] = set()
@@ -138,7 +92,9 @@ class BlockReadAhead:
             readers.move_to_end(shard)
         return r
 
-    def _decode(self, unit: Unit, fetched: Any = None, threaded: bool = False) -> ColumnBlock:
+    def _decode(
+        self, unit: Unit, fetched: Fetch | None = None, threaded: bool = False
+    ) -> ColumnBlock:
         """Decode ``unit``; in a decode thread, the S3 requests and bytes it makes are kept
         on the block (in the caller's thread its own counters see them)."""
         t0 = time.perf_counter()
@@ -158,11 +114,12 @@ class BlockReadAhead:
     def _start(self, unit: Unit) -> None:
         """A unit was planned: its fetch starts now, from this thread (the CRT runs it without
         a thread of ours); with threads, its decode is queued, in plan order."""
+        fetched: Fetch | None
         try:
             fetched = self._ds.fetch_unit(*unit)
         except Exception:
             fetched = None  # the decode fetches again and reports what fails
-        if isinstance(fetched, Future):  # a fetch queued in a pool (tar shards): cancellable
+        if fetched is not None:
             self._fetches[unit] = fetched
         if self._pool is not None:
             self._blocks[unit] = self._pool.submit(self._decode, unit, fetched, True)
@@ -181,38 +138,7 @@ class BlockReadAhead:
 
     # ------------------------------------------------------------------ planning
     def _plan_one(self) -> None:
-        step = self._next
-        run = self._runs(step) if self._runs is not None else None
-        if run is not None:
-            plan = (
-                self._run_plan(step, run, *run)
-                if run[1]
-                else PlannedBatch(step, np.zeros(0, np.int64), None)
-            )
-            self._add(plan)
-            return
-        idx = self._indices(step)
-        n = len(idx)
-        if n and (n == 1 or isinstance(compact_indices(idx), tuple)):
-            plan = self._run_plan(step, idx, int(idx[0]), n)
-        else:
-            shards, locals_ = self._ds.locate_many(idx)
-            units = self._ds.units_of(shards, locals_)
-            plan = PlannedBatch(step, idx, None, shards, locals_, units)
-            if n:
-                pairs = np.stack([shards, units], axis=1)
-                cut = np.flatnonzero((pairs[1:] != pairs[:-1]).any(axis=1)) + 1
-                plan.needs = list(dict.fromkeys(map(tuple, pairs[np.r_[0, cut]].tolist())))
-        self._add(plan)
-
-    def _run_plan(
-        self, step: int, index_run: np.ndarray | tuple[int, int], first: int, count: int
-    ) -> PlannedBatch:
-        """The plan of a batch of the consecutive samples ``first .. first + count - 1``."""
-        segs = self._ds.segments(first, count)
-        plan = PlannedBatch(step, index_run, segs)
-        plan.needs = list(dict.fromkeys((s, u) for s, u, _, _ in segs))
-        return plan
+        self._add(self._planner.plan_next())
 
     def _add(self, plan: PlannedBatch) -> None:
         step = plan.step
@@ -223,19 +149,19 @@ class BlockReadAhead:
                 self._start(u)
         self._plans.append(plan)
         self._planned_rows += len(plan)
-        self._next += 1
 
     def _fill(self, step: int) -> None:
         """Plan through ``step`` and on until ``depth`` units beyond the current batch's are
         decoded or in flight (within the planning bounds)."""
-        while self._next <= step:
+        planner = self._planner
+        while planner.next_step <= step:
             self._plan_one()
         # units held: the current batch's, then those planned ahead (until released)
         held = self._depth + len(self._plans[0].needs)
         while (
-            self._next < self._n_steps
+            not planner.exhausted
             and len(self._first_use) < held
-            and self._next - step < _MAX_PLANNED_STEPS
+            and planner.next_step - step < _MAX_PLANNED_STEPS
             and self._planned_rows < _MAX_PLANNED_ROWS
         ):
             self._plan_one()

@@ -1,0 +1,207 @@
+"""The processes executor: worker processes load, transform and write batches into
+shared-memory slots; the trainer receives a small reply per batch and delivers in order.
+
+The trainer keeps ``budget.steps`` batches in flight, each sent to the least loaded worker,
+except that batches starting in the same decode unit (a Parquet row group) go to one worker,
+so the unit is decoded once. Replies arrive in any order and are delivered in step order.
+Shards that workers would read whole from S3 are downloaded ahead into the shard cache
+(:mod:`m5stream.execution.shard_prefetch`), in the order the plan needs them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..errors import M5Error, SlotsExhausted, WorkerDied
+from ..plan import Plan
+from ..plan.units import compact_indices
+from ..storage.blobs import is_s3
+from ..workers.assemble import read_batch
+from ..workers.pool import WorkerPool
+from ..workers.protocol import DoneReply, ErrorReply, TaskMsg
+from ..workers.slots import RingManager
+from .base import ExecContext, Executor, StepOutput
+from .shard_prefetch import ShardPrefetcher
+
+__all__ = ["ProcessExecutor"]
+
+#: decode units whose worker is remembered
+_AFFINITY = 64
+
+
+class ProcessExecutor(Executor):
+    kind = "processes"
+
+    def __init__(self, ctx: ExecContext) -> None:
+        super().__init__(ctx)
+        self.pool: WorkerPool | None = None
+        self.rings: RingManager | None = None
+        self._gen = 0
+        self._dispatch = 0
+        self._ready: dict[int, tuple[int, DoneReply | ErrorReply] | None] = {}
+        self._affinity: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._prefetcher: ShardPrefetcher | None = None
+
+    # ------------------------------------------------------------------ workers
+    def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
+        if self.pool is None:
+            c = self.ctx.config
+            self.pool = WorkerPool(
+                c.num_workers,
+                self.ctx.dataset,
+                self.ctx.transform,
+                self.ctx.batch_transform,
+                seed=c.seed,
+                on_error=c.on_error,
+                start_method=c.start_method,
+            )
+            self.rings = RingManager(self.ctx.budget.steps + 2, c.slot_bytes, self.pool.send_ring)
+        assert self.rings is not None
+        return self.pool, self.rings
+
+    @property
+    def pids(self) -> list[int]:
+        return self.pool.pids if self.pool is not None else []
+
+    def _pick_worker(self, pool: WorkerPool, idx: np.ndarray) -> int:
+        ds = self.ctx.dataset
+        unit = ds.locality(int(idx[0])) if self.ctx.config.num_workers > 1 else None
+        if unit is None:
+            return pool.least_loaded()
+        w = self._affinity.get(unit)
+        if w is None:
+            w = self._affinity[unit] = pool.least_loaded()
+            if len(self._affinity) > _AFFINITY:
+                self._affinity.popitem(last=False)
+        return w
+
+    # ------------------------------------------------------------------ iteration
+    def start(self, plan: Plan, step: int) -> None:
+        self.stop()
+        self._ensure_pool()
+        self._gen += 1
+        self.plan, self.step, self._dispatch = plan, step, step
+        ds = self.ctx.dataset
+        if ds.format.caps.whole_shard_fetch and is_s3(ds.manifest.root):
+            self._prefetcher = ShardPrefetcher(
+                ds,
+                plan.indices,
+                step,
+                plan.steps,
+                lambda: self.step,
+                lookahead=self.ctx.budget.shard_lookahead,
+            ).start()
+
+    def _fill(self, pool: WorkerPool, rings: RingManager) -> None:
+        """Keep ``budget.steps`` batches in flight, as slots and pipes allow."""
+        assert self.plan is not None
+        plan, epoch = self.plan, self.plan.epoch
+        while self._dispatch < plan.steps and self._dispatch - self.step < self.ctx.budget.steps:
+            idx = plan.indices(self._dispatch)
+            if len(idx) == 0:
+                self._ready[self._dispatch] = None
+                self._dispatch += 1
+                continue
+            w = self._pick_worker(pool, idx)
+            sent = compact_indices(idx)
+            nbytes = 256 + (sent.nbytes if isinstance(sent, np.ndarray) else 0)
+            if not pool.can_take(w, nbytes):
+                break  # its pipe is full enough: wait for its replies first
+            got = rings.acquire()
+            if got is None:
+                break
+            pool.submit(w, TaskMsg(self._gen, self._dispatch, got[0], got[1], epoch, sent), nbytes)
+            self._dispatch += 1
+
+    def next(self) -> StepOutput:
+        pool, rings = self._ensure_pool()
+        try:
+            while True:
+                self._fill(pool, rings)
+                step = self.step
+                if step in self._ready:
+                    item = self._ready.pop(step)
+                    self.step = step + 1
+                    if item is None:
+                        return StepOutput(step, None)
+                    return self._deliver(step, *item)
+                self._receive(pool, rings)
+        except WorkerDied:
+            self.ctx.stats.worker_restarts += 1
+            self.close(timeout=0.1)  # the survivors' work is lost anyway
+            raise
+
+    def _receive(self, pool: WorkerPool, rings: RingManager) -> None:
+        if sum(pool.inflight) == 0:
+            raise SlotsExhausted(
+                f"all {rings.num_slots} shared-memory slots are held by batches "
+                "that are still referenced; drop old batches or use copy=True"
+            )
+        timeout = self.ctx.config.timeout
+        t0 = time.perf_counter()
+        replies = pool.wait(timeout)
+        self.ctx.stats.seconds["wait"] += time.perf_counter() - t0
+        if not replies:
+            raise M5Error(f"no batch arrived within timeout={timeout}s", index=None)
+        for wid, msg in replies:
+            if msg.gen != self._gen:
+                rings.release(msg.ring_id, msg.slot)  # a reply to an abandoned iteration
+            else:
+                self._ready[msg.step] = (wid, msg)
+
+    def _deliver(self, step: int, wid: int, msg: DoneReply | ErrorReply) -> StepOutput:
+        t0 = time.perf_counter()
+        rings = self.rings
+        stats = self.ctx.stats
+        assert rings is not None
+        if isinstance(msg, ErrorReply):
+            rings.release(msg.ring_id, msg.slot)
+            raise msg.error.to_exception(wid)
+        layout, meta = msg.layout, msg.meta
+        in_slot = any(e[0] in ("array", "bytes", "text") for e in layout)
+        if any(e[0] == "inline" for e in layout):
+            stats.inline_batches += 1
+        if meta.needed > rings.slot_bytes:
+            rings.grow(meta.needed)
+            stats.ring_grows = rings.grows
+        if in_slot and not self.ctx.config.copy:
+            batch = read_batch(layout, rings.lease(msg.ring_id, msg.slot), copy=False)
+        else:
+            slot = rings.slot(msg.ring_id, msg.slot) if in_slot else None
+            batch = read_batch(layout, slot, copy=True)
+            rings.release(msg.ring_id, msg.slot)
+        stats.seconds["deliver"] += time.perf_counter() - t0
+        return StepOutput(
+            step, batch if len(batch["__key__"]) else None, meta.skipped, meta.seconds, meta.io
+        )
+
+    def stop(self) -> None:
+        """Drop the iteration: stop shard downloads, give back slots of undelivered batches;
+        replies still in flight are recognised by their generation and returned as they come."""
+        self._gen += 1
+        if self._prefetcher is not None:
+            p, self._prefetcher = self._prefetcher, None
+            p.stop()
+            self.ctx.stats.prefetched_shards += p.fetched
+            self.ctx.stats.add_io(p.io)
+        ready, self._ready = self._ready, {}
+        if self.rings is not None:
+            for item in ready.values():
+                if item is not None:
+                    self.rings.release(item[1].ring_id, item[1].slot)
+
+    def close(self, timeout: float = 1.0) -> None:
+        self.stop()
+        if self.pool is not None:
+            self.pool.shutdown(timeout)
+            self.pool = None
+        if self.rings is not None:
+            self.rings.close()
+            self.rings = None
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "workers": self.ctx.config.num_workers}

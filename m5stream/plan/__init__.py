@@ -1,0 +1,7 @@
+"""Plan layer: which samples each step of an epoch reads on this rank, and the units they
+touch. Pure: integers and arrays in, integers and arrays out; no I/O, no threads."""
+
+from .steps import IndexRun, Plan
+from .units import Locator, PlannedBatch, UnitPlanner
+
+__all__ = ["IndexRun", "Locator", "Plan", "PlannedBatch", "UnitPlanner"]
