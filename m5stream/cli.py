@@ -67,6 +67,7 @@ def _bench(args: argparse.Namespace) -> int:
         transform=args.transform,
         batch_size=args.batch_size,
         workers=args.workers,
+        executor=args.executor,
         batches=args.batches,
         seconds=args.seconds,
         compare=compare,
@@ -184,6 +185,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--batch-size", type=_positive(int), default=64)
     b.add_argument("--workers", type=_workers, default=2)
+    b.add_argument(
+        "--executor",
+        default="auto",
+        choices=["auto", "inline", "threads", "processes"],
+        help="which executor delivers the batches (default: chosen from the format)",
+    )
     budget = b.add_mutually_exclusive_group()
     budget.add_argument("--batches", type=_positive(int), help="timed batches")
     budget.add_argument("--seconds", type=_positive(float), help="timed seconds (default 10)")

@@ -7,7 +7,8 @@ new keys may be added):
 ``interrupted`` (Ctrl-C ended the run early), ``environment`` (``python``, ``numpy``,
 ``pil``: which Pillow build ran, ``cpus``),
 ``source`` (``uri``, ``format``, ``shards``, ``samples``, ``bytes``),
-``config`` (``transform``, ``batch_size``, ``workers``, ``batches``, ``seconds``),
+``config`` (``transform``, ``batch_size``, ``workers``, ``executor``: the one that ran,
+``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
 batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
@@ -100,7 +101,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"source      {src['uri']}  ({src['format']}, {src['shards']} shards, "
         f"{src['samples']:,} samples, {_mb(src['bytes'])})",
         f"job         transform {cfg['transform']}, batch {cfg['batch_size']}, "
-        f"{cfg['workers']} workers; {r['environment']['pil']}",
+        f"{cfg['workers']} workers, {cfg.get('executor', 'auto')} executor; "
+        f"{r['environment']['pil']}",
         f"throughput  {res['samples_per_s']:,.0f} samples/s, {res['mb_per_s']:,.1f} MB/s "
         f"({res['samples']:,} samples in {res['seconds']:.2f}s after the first batch"
         + (", interrupted" if r["interrupted"] else "")

@@ -47,6 +47,7 @@ def run_bench(
     transform: str | None = None,
     batch_size: int = 64,
     workers: int = 2,
+    executor: str = "auto",
     batches: int | None = None,
     seconds: float | None = None,
     compare: list[str] | None = None,
@@ -86,6 +87,7 @@ def run_bench(
             "transform": preset.name,
             "batch_size": batch_size,
             "workers": workers,
+            "executor": executor,
             "batches": batches,
             "seconds": seconds,
         },
@@ -99,6 +101,7 @@ def run_bench(
             shuffle=True,
             seed=0,
             num_workers=workers,
+            executor=executor,
             on_error="skip",
             output="numpy",
             copy=False,
@@ -111,6 +114,7 @@ def run_bench(
                 progress=Progress("m5stream") if progress else None,
             )
             stats = loader.stats
+            result["config"]["executor"] = loader.executor_kind
         finally:
             loader.close()
     st = stages(stats, listing, got.first_batch_s)

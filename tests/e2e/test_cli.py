@@ -64,7 +64,15 @@ def run_cli(*args: str, cache: Path, timeout: float = 300) -> subprocess.Complet
 def check_schema(res: dict[str, Any]) -> None:
     assert set(res) == TOP and res["schema"] == "m5stream.bench/1"
     assert set(res["source"]) == {"uri", "format", "shards", "samples", "bytes"}
-    assert set(res["config"]) == {"transform", "batch_size", "workers", "batches", "seconds"}
+    assert set(res["config"]) == {
+        "transform",
+        "batch_size",
+        "workers",
+        "executor",
+        "batches",
+        "seconds",
+    }
+    assert res["config"]["executor"] in ("inline", "threads", "processes")
     assert set(res["result"]) == {
         "batches",
         "samples",
@@ -102,13 +110,17 @@ def test_bench_without_arguments_runs_the_demo_photos(tmp_path: Path) -> None:
     assert "demo-v2" in res["source"]["uri"] and res["source"]["samples"] == 512
     assert res["source"]["format"] == "tar" and res["config"]["transform"] == "imagenet-train"
     assert res["config"]["seconds"] == 2.0 and res["config"]["workers"] == 2
+    # a Python transform on photos needs worker processes; the report says which ran
+    assert res["config"]["executor"] == "processes"
+    assert "2 workers, processes executor" in r.stdout
     assert res["stages"]["decode"] > 0  # the photos were really decoded, in the workers
     assert res["memory"]["peak_tree_pss_bytes"] > 50e6
     assert "bottleneck" in r.stdout and "samples/s" in r.stdout
     assert "m5stream: " in r.stderr  # plain progress lines when not on a terminal
     stamp = (tmp_path / "demo-v2" / "COMPLETE").stat().st_mtime
-    again = run_cli("bench", "--batches", "2", "--quiet", cache=tmp_path)
+    again = run_cli("bench", "--batches", "2", "--quiet", "--executor", "inline", cache=tmp_path)
     assert again.returncode == 0, again.stderr
+    assert "2 workers, inline executor" in again.stdout  # the user's override
     assert (tmp_path / "demo-v2" / "COMPLETE").stat().st_mtime == stamp  # reused, not remade
     assert again.stderr == ""
 
