@@ -72,13 +72,14 @@ class ReadAheadBudget:
     ``threads``: decode threads of the in-process (threads) executor; ``depth``: units kept
     fetched or decoded beyond the current batch's; ``steps``: batches the process executor
     keeps in flight; ``shard_lookahead``: steps ahead whose shards the process executor
-    downloads.
+    downloads into the shard cache, and ``shards_ahead`` how many such shards at most.
     """
 
     threads: int
     depth: int
     steps: int
     shard_lookahead: int
+    shards_ahead: int = 1
 
     #: bound on the look-ahead for formats with decode units (slots are 1 MiB by default)
     MAX_UNIT_STEPS = 64
@@ -129,7 +130,15 @@ class ReadAheadBudget:
         else:
             steps = prefetch
         steps = max(1, steps)
-        return cls(threads=threads, depth=depth, steps=steps, shard_lookahead=steps + 8)
+        return cls(
+            threads=threads,
+            depth=depth,
+            steps=steps,
+            shard_lookahead=steps + 8,
+            # downloads into the disk cache are bounded by the lookahead in steps; the count
+            # bound only keeps a step of many small shards from queueing thousands
+            shards_ahead=max(cls.MAX_SHARDS, min(256, cls.SHARD_BYTES // mean)),
+        )
 
 
 @dataclass(frozen=True)

@@ -4,28 +4,32 @@ shared-memory slots; the trainer receives a small reply per batch and delivers i
 The trainer keeps ``budget.steps`` batches in flight, each sent to the least loaded worker,
 except that batches starting in the same decode unit (a Parquet row group) go to one worker,
 so the unit is decoded once. Replies arrive in any order and are delivered in step order.
-Shards that workers would read whole from S3 are downloaded ahead into the shard cache
-(:mod:`m5stream.execution.shard_prefetch`), in the order the plan needs them.
+Shards that workers would read whole from S3 (``caps.whole_shard_fetch``) are downloaded
+ahead into the disk shard cache by the one read-ahead (:mod:`m5stream.execution.readahead`,
+fetch-only), in the order the plan needs them; a worker that needs a shard still downloading
+waits for that download (the cache entry's lock) rather than starting another.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
 from ..errors import M5Error, SlotsExhausted, WorkerDied
-from ..plan import Plan
-from ..plan.units import compact_indices
-from ..storage.blobs import is_s3
+from ..formats.caps import Fetch
+from ..plan import Plan, UnitPlanner
+from ..plan.units import Unit, compact_indices
+from ..storage.blobs import is_s3, start_local_shard
 from ..workers.assemble import read_batch
 from ..workers.pool import WorkerPool
 from ..workers.protocol import DoneReply, ErrorReply, TaskMsg
 from ..workers.slots import RingManager
 from .base import ExecContext, Executor, StepOutput
-from .shard_prefetch import ShardPrefetcher
+from .readahead import ReadAhead
 
 __all__ = ["ProcessExecutor"]
 
@@ -44,7 +48,9 @@ class ProcessExecutor(Executor):
         self._dispatch = 0
         self._ready: dict[int, tuple[int, DoneReply | ErrorReply] | None] = {}
         self._affinity: OrderedDict[tuple[int, int], int] = OrderedDict()
-        self._prefetcher: ShardPrefetcher | None = None
+        self._ahead: ReadAhead | None = None
+        #: shard downloads started by the read-ahead of the current iteration
+        self._downloads: list[Future[dict[str, int]]] = []
 
     # ------------------------------------------------------------------ workers
     def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
@@ -87,14 +93,25 @@ class ProcessExecutor(Executor):
         self.plan, self.step, self._dispatch = plan, step, step
         ds = self.ctx.dataset
         if ds.format.caps.whole_shard_fetch and is_s3(ds.manifest.root):
-            self._prefetcher = ShardPrefetcher(
+            budget = self.ctx.budget
+            self._ahead = ReadAhead(
                 ds,
-                plan.indices,
-                step,
-                plan.steps,
-                lambda: self.step,
-                lookahead=self.ctx.budget.shard_lookahead,
-            ).start()
+                UnitPlanner(plan, ds, step),
+                threads=0,
+                depth=budget.shards_ahead,
+                fetch=self._download,
+                decode=False,
+                max_steps=budget.shard_lookahead,
+            )
+
+    def _download(self, unit: Unit) -> Fetch:
+        m = self.ctx.dataset.manifest
+        shard = unit[0]
+        fut = start_local_shard(
+            m.uri(shard), int(m.sizes[shard]), m.stamps[shard], self.ctx.dataset.s3
+        )
+        self._downloads.append(fut)
+        return Fetch.of_future(fut)
 
     def _fill(self, pool: WorkerPool, rings: RingManager) -> None:
         """Keep ``budget.steps`` batches in flight, as slots and pipes allow."""
@@ -120,6 +137,8 @@ class ProcessExecutor(Executor):
     def next(self) -> StepOutput:
         pool, rings = self._ensure_pool()
         try:
+            if self._ahead is not None:
+                self._ahead.advance(self.step)
             while True:
                 self._fill(pool, rings)
                 step = self.step
@@ -183,11 +202,19 @@ class ProcessExecutor(Executor):
         """Drop the iteration: stop shard downloads, give back slots of undelivered batches;
         replies still in flight are recognised by their generation and returned as they come."""
         self._gen += 1
-        if self._prefetcher is not None:
-            p, self._prefetcher = self._prefetcher, None
-            p.stop()
-            self.ctx.stats.prefetched_shards += p.fetched
-            self.ctx.stats.add_io(p.io)
+        if self._ahead is not None:
+            self._ahead.close()  # downloads not yet begun are dropped
+            self._ahead = None
+        downloads, self._downloads = self._downloads, []
+        for f in downloads:  # those running finish (a worker may be waiting on one)
+            if f.cancelled():
+                continue
+            try:
+                io = f.result()
+            except Exception:
+                continue  # the worker that needs the shard reports it properly
+            self.ctx.stats.prefetched_shards += 1
+            self.ctx.stats.add_io(io)
         ready, self._ready = self._ready, {}
         if self.rings is not None:
             for item in ready.values():

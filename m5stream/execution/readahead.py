@@ -1,23 +1,28 @@
-"""Decoded column blocks read ahead by threads, for batches sliced out of them in the trainer.
+"""The one read-ahead: the units the plan says are needed next, fetched (and decoded) ahead.
 
-For a column-wise source (Parquet, CSV) read without a per-sample transform, a batch is a few
-slices of decoded units (Parquet row groups, CSV files). The sample order is a pure function,
-so the units every future batch needs are known: :class:`BlockReadAhead` plans the batches
-ahead of the trainer and has a thread pool decode each unit once, in the order it will be
-needed, keeping ``depth`` units decoded or in flight beyond those the current batch uses. The
-trainer then slices each batch out of the decoded blocks (``Dataset.read_columns``).
+The sample order is a pure function, so the units every future batch needs are known.
+:class:`ReadAhead` walks the plan ahead of the trainer (:class:`~m5stream.plan.UnitPlanner`),
+starts each new unit's fetch in the order it will be needed, and keeps ``depth`` units
+fetched, decoded or in flight beyond those the current batch uses. Byte and count budgets
+come from :class:`~m5stream.config.ReadAheadBudget`. Two users:
 
-Why threads and not the worker processes: decoding is pyarrow's C++ Parquet/CSV reader and
-the S3 reads are awscrt's, both without the GIL, so threads keep the cores busy; a process
-hop would add a task message, a copy into shared memory and a reply per batch, and a unit
-whose batches went to two workers would be decoded twice.
+* the threads executor: a thread pool decodes each unit once (row groups, CSV files, tar
+  shards in memory, raw objects), and the trainer slices batches out of the blocks;
+* the processes executor, fetch-only: whole shards downloaded into the disk shard cache for
+  the worker processes to read.
+
+Why threads and not processes for decoding: pyarrow's readers and the CRT run without the
+GIL, so threads keep the cores busy; a process hop would add a message, a copy into shared
+memory and a reply per batch, and a unit whose batches went to two workers would be decoded
+twice.
 
 Ownership: each thread opens its own shard readers (a reader caches state and file handles);
-a block is dropped once no planned batch needs it. A unit needed again beyond the plan's
-horizon (a block shuffle whose window spans far) is decoded again: slower, never wrong.
+a block is dropped once no planned batch needs it. A unit needed again beyond the planning
+horizon (a block shuffle whose window spans far) is fetched again: slower, never wrong.
 
-Errors: a unit whose decode raised is reported to the batch that needs it, as the exception;
-the Loader then reads that batch row by row, so errors and skips are those of the row path.
+Errors: a unit whose fetch or decode raised is reported to the batch that needs it, as the
+exception; the executor then reads that batch row by row, so errors and skips are those of
+the row path.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -37,7 +43,7 @@ from ..plan import PlannedBatch, UnitPlanner
 from ..plan.units import Unit
 from ..storage.s3 import io_counters, io_delta
 
-__all__ = ["BlockReadAhead"]
+__all__ = ["ReadAhead"]
 
 #: bounds on how far the plan runs ahead of the trainer (memory for the planned indices)
 _MAX_PLANNED_STEPS = 4096
@@ -46,16 +52,32 @@ _MAX_PLANNED_ROWS = 1 << 21
 _THREAD_READERS = 4
 
 
-class BlockReadAhead:
-    """Plans the steps of ``planner`` and decodes their units ahead (see module doc).
+class ReadAhead:
+    """Plans the steps of ``planner`` and fetches (and decodes) their units ahead.
 
     ``threads=0`` decodes each unit in the caller when a batch first needs it (its fetch still
-    starts ``depth`` units ahead).
+    starts ``depth`` units ahead). ``fetch(unit)`` replaces the format's ``fetch_unit``;
+    with ``decode=False`` units are only fetched (the processes executor's shard downloads:
+    its workers read what was fetched) and the trainer calls :meth:`advance` instead of
+    :meth:`take`. ``max_steps``: how many steps ahead of the trainer planning may run.
     """
 
-    def __init__(self, dataset: Dataset, planner: UnitPlanner, *, threads: int, depth: int) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        planner: UnitPlanner,
+        *,
+        threads: int,
+        depth: int,
+        fetch: Callable[[Unit], Fetch | None] | None = None,
+        decode: bool = True,
+        max_steps: int = _MAX_PLANNED_STEPS,
+    ) -> None:
         self._ds = dataset
         self._planner = planner
+        self._fetch = fetch if fetch is not None else (lambda u: dataset.fetch_unit(*u))
+        self._decoding = decode
+        self._max_steps = max(1, min(max_steps, _MAX_PLANNED_STEPS))
         self._depth = max(1, depth)
         self._plans: deque[PlannedBatch] = deque()
         self._planned_rows = 0
@@ -116,12 +138,14 @@ class BlockReadAhead:
         a thread of ours); with threads, its decode is queued, in plan order."""
         fetched: Fetch | None
         try:
-            fetched = self._ds.fetch_unit(*unit)
+            fetched = self._fetch(unit)
         except Exception:
-            fetched = None  # the decode fetches again and reports what fails
+            fetched = None  # the decode (or the worker) fetches again and reports what fails
         if fetched is not None:
             self._fetches[unit] = fetched
-        if self._pool is not None:
+        if not self._decoding:
+            self._fetched[unit] = None  # planned: fetched or fetching
+        elif self._pool is not None:
             self._blocks[unit] = self._pool.submit(self._decode, unit, fetched, True)
         else:
             self._fetched[unit] = fetched
@@ -161,7 +185,7 @@ class BlockReadAhead:
         while (
             not planner.exhausted
             and len(self._first_use) < held
-            and planner.next_step - step < _MAX_PLANNED_STEPS
+            and planner.next_step - step < self._max_steps
             and self._planned_rows < _MAX_PLANNED_ROWS
         ):
             self._plan_one()
@@ -181,6 +205,14 @@ class BlockReadAhead:
                 self._blocks.pop(u, None)  # the row path reports it; a later batch retries
                 return plan, exc
         return plan, blocks
+
+    def advance(self, step: int) -> None:
+        """Fetch-only: the trainer is at ``step``: release the units of the steps before it
+        and plan on."""
+        while self._plans and self._plans[0].step < step:
+            self.done(self._plans[0].step)
+        if step < self._planner.plan.steps:
+            self._fill(step)
 
     def first_reads(self, blocks: dict[Unit, ColumnBlock]) -> tuple[float, dict[str, int]]:
         """Decode seconds and S3 counters of the blocks not reported before."""
@@ -221,7 +253,7 @@ class BlockReadAhead:
         for r in readers:
             r.close()
 
-    def __enter__(self) -> BlockReadAhead:
+    def __enter__(self) -> ReadAhead:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,7 +1,7 @@
 """The threads executor: units decoded ahead by read-ahead threads, batches sliced here.
 
 For formats with decode units and no transform (see :mod:`m5stream.execution.choose`), the
-read-ahead (:class:`~m5stream.execution.readahead.BlockReadAhead`) fetches and decodes each
+read-ahead (:class:`~m5stream.execution.readahead.ReadAhead`) fetches and decodes each
 unit the plan says is needed, once, in that order; a batch is then a few slices of decoded
 blocks (``Dataset.read_segments`` / ``read_columns``). A unit that failed to decode, or a
 batch that cannot be sliced, is read again row by row (:mod:`m5stream.execution.rows`), so
@@ -18,7 +18,7 @@ from ..plan import IndexRun, Plan, PlannedBatch, UnitPlanner
 from ..plan.units import Unit
 from ..storage.s3 import io_changes, io_counters, io_delta
 from .base import Executor, StepOutput
-from .readahead import BlockReadAhead
+from .readahead import ReadAhead
 from .rows import read_rows
 
 __all__ = ["ThreadExecutor"]
@@ -31,13 +31,13 @@ def _getter(blocks: dict[Unit, Any]) -> Any:
 
 class ThreadExecutor(Executor):
     kind = "threads"
-    _ahead: BlockReadAhead | None = None
+    _ahead: ReadAhead | None = None
 
     def start(self, plan: Plan, step: int) -> None:
         self.stop()  # an abandoned iteration's threads
         self.plan, self.step = plan, step
         budget = self.ctx.budget
-        self._ahead = BlockReadAhead(
+        self._ahead = ReadAhead(
             self.ctx.dataset,
             UnitPlanner(plan, self.ctx.dataset, step),
             threads=budget.threads,

@@ -181,3 +181,17 @@ def start_shard_map(
     without the GIL."""
     pool = process_pool("m5-shard-fetch", FETCH_THREADS)
     return pool.submit(shard_map, uri, size, stamp, s3)
+
+
+def start_local_shard(
+    uri: str, size: int, stamp: str, s3: S3Config | None = None
+) -> Future[dict[str, int]]:
+    """:func:`local_shard` started in the same pool, for read-ahead into the disk cache; the
+    result is the S3 requests and bytes the download made (counted in its thread)."""
+
+    def run() -> dict[str, int]:
+        io0 = io_counters()
+        local_shard(uri, size, stamp, s3)
+        return io_delta(io0)
+
+    return process_pool("m5-shard-fetch", FETCH_THREADS).submit(run)
