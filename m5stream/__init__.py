@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .batches.columns import Keys
+
 # Eager: light, and ``dataset`` must be bound to the function before anything imports the
 # ``m5stream.dataset`` submodule (which would otherwise shadow it).
 from .catalog import Manifest
 from .catalog.glue import GlueTable
-from .columns import Keys
 from .dataset import Dataset, dataset
 from .errors import (
     ConfigError,

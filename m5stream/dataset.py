@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .batches.columns import ColumnBlock, Keys, concat, settle
 from .catalog.glue import GlueTable, glue_manifest, partition_value
 from .catalog.manifest import Manifest
 from .catalog.resolve import list_local
 from .catalog.s3list import list_s3
-from .columns import ColumnBlock, Keys, concat, settle
 from .errors import ConfigError, CorruptData, M5Error, NotFound
 from .formats import Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
@@ -473,7 +473,7 @@ class Dataset:
     ) -> dict[str, Any] | None:
         """The batch of ``indices`` (located by :meth:`locate_many`) as columns, sliced out of
         decoded units (``blocks(shard, unit, local)``, by default this process's readers): the
-        batch :func:`~m5stream.workers.assemble.assemble_numpy` would make from ``read_at`` of
+        batch :func:`~m5stream.batches.assemble_rows` would make from ``read_at`` of
         each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
         caps = self.format.caps

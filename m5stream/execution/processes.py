@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ..batches import FieldKind, read_slot
 from ..errors import M5Error, SlotsExhausted, WorkerDied
 from ..formats.caps import Fetch
 from ..plan import Plan, UnitPlanner
 from ..plan.units import Unit, compact_indices
 from ..storage.blobs import is_s3, start_local_shard
-from ..workers.assemble import read_batch
 from ..workers.pool import WorkerPool
 from ..workers.protocol import DoneReply, ErrorReply, TaskMsg
 from ..workers.slots import RingManager
@@ -181,17 +181,17 @@ class ProcessExecutor(Executor):
             rings.release(msg.ring_id, msg.slot)
             raise msg.error.to_exception(wid)
         layout, meta = msg.layout, msg.meta
-        in_slot = any(e[0] in ("array", "bytes", "text") for e in layout)
-        if any(e[0] == "inline" for e in layout):
+        in_slot = any(e.in_slot for e in layout)
+        if any(e.kind is FieldKind.INLINE for e in layout):
             stats.inline_batches += 1
         if meta.needed > rings.slot_bytes:
             rings.grow(meta.needed)
             stats.ring_grows = rings.grows
         if in_slot and not self.ctx.config.copy:
-            batch = read_batch(layout, rings.lease(msg.ring_id, msg.slot), copy=False)
+            batch = read_slot(layout, rings.lease(msg.ring_id, msg.slot), copy=False)
         else:
             slot = rings.slot(msg.ring_id, msg.slot) if in_slot else None
-            batch = read_batch(layout, slot, copy=True)
+            batch = read_slot(layout, slot, copy=True)
             rings.release(msg.ring_id, msg.slot)
         stats.seconds["deliver"] += time.perf_counter() - t0
         return StepOutput(

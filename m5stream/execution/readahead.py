@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..columns import ColumnBlock
+from ..batches.columns import ColumnBlock
 from ..dataset import Dataset
 from ..errors import M5Error
 from ..formats import ShardReader

@@ -12,8 +12,7 @@ import time
 
 import numpy as np
 
-from ..columns import finish as finish_columns
-from ..workers.assemble import assemble_numpy
+from ..batches import assemble_rows, finish_columns
 from ..workers.task import LoadResult, load_samples
 from .base import ExecContext, StepOutput
 
@@ -52,6 +51,6 @@ def read_rows(
     elif transform and ctx.batch_transform is not None:
         batch = ctx.batch_transform(res.samples)
     else:
-        batch = assemble_numpy(res.samples)
+        batch = assemble_rows(res.samples)
     res.seconds["assemble"] = time.perf_counter() - t0
     return StepOutput(step, batch, res.skipped, res.seconds, res.io)

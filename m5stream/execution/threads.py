@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..columns import finish as finish_columns
+from ..batches import finish_columns
 from ..plan import IndexRun, Plan, PlannedBatch, UnitPlanner
 from ..plan.units import Unit
 from ..storage.s3 import io_changes, io_counters, io_delta

@@ -17,7 +17,7 @@ from ..storage.s3 import S3Config
 from .caps import Fetch, FormatCaps
 
 if TYPE_CHECKING:
-    from ..columns import ColumnBlock
+    from ..batches.columns import ColumnBlock
 
 __all__ = ["Format", "ShardReader", "Sample"]
 

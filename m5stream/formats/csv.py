@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .._cache import cached_index
+from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
-from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
 from ..storage.s3 import S3Config

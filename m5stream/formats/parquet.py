@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .._cache import cached_index
+from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
-from ..columns import ColumnBlock
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
 from ..storage.buffers import range_buffers

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
-from ..columns import ColumnBlock
 from ..errors import M5Error
 from ..storage.blobs import is_s3, read_object
 from ..storage.s3 import S3Config, client, parse_s3_uri

@@ -25,8 +25,8 @@ import numpy as np
 
 from .._cache import cached_index
 from .._native import tarscan
+from ..batches.columns import ColumnBlock, Keys
 from ..catalog.manifest import ShardInfo
-from ..columns import ColumnBlock, Keys
 from ..errors import CorruptData
 from ..storage.blobs import ShardMap, local_shard, shard_map, start_shard_map
 from ..storage.local import LocalFile

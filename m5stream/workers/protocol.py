@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..batches import SlotLayout
 from ..errors import M5Error, WorkerError
 from ..plan import IndexRun
 
@@ -102,7 +103,7 @@ class DoneReply:
     step: int
     ring_id: int
     slot: int
-    layout: list[tuple[Any, ...]]
+    layout: SlotLayout
     meta: BatchMeta
 
 

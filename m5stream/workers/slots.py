@@ -2,7 +2,7 @@
 
 Layout: ``num_slots`` slots of ``slot_bytes`` each (a multiple of 64 KiB) back to back in one
 anonymous ``memfd_create`` file; slot ``i`` starts at byte ``i * slot_bytes``. Inside a slot the
-worker lays out the batch's fields at 64-byte-aligned offsets (``assemble.write_batch``).
+worker lays out the batch's fields at 64-byte-aligned offsets (``m5stream.batches.write_rows``).
 
 Ownership: the trainer creates the ring and is the only one to hand out slots. A slot belongs
 to exactly one party at a time: *free* (trainer), *writing* (the worker it was sent to, until

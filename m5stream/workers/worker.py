@@ -16,9 +16,9 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
 
+from ..batches import write_columns, write_rows
 from ..dataset import Dataset
 from ..transforms import TransformFn
-from .assemble import write_arrays, write_batch
 from .protocol import BatchMeta, DoneReply, ErrorInfo, ErrorReply, RingMsg, StopMsg, TaskMsg
 from .slots import SlotRing
 from .task import BatchTransform, load_samples, skip_record
@@ -121,11 +121,11 @@ def _run_task(
     try:
         assert ring is not None and ring.ring_id == ring_id, "task names an unknown ring"
         if res.columns is not None:
-            layout, needed = write_arrays(res.columns, ring.slot(slot))
+            layout, needed = write_columns(res.columns, ring.slot(slot))
         elif batch_transform is not None:
-            layout, needed = write_arrays(batch_transform(res.samples), ring.slot(slot))
+            layout, needed = write_columns(batch_transform(res.samples), ring.slot(slot))
         else:
-            layout, needed, failures = write_batch(res.samples, ring.slot(slot), timings)
+            layout, needed, failures = write_rows(res.samples, ring.slot(slot), timings)
             for s, exc in failures:  # lazy images that failed while being made
                 if on_error != "skip":
                     info = ErrorInfo.capture(exc, s.get("__key__"), s.get("__index__"))

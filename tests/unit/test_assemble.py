@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from m5stream.workers.assemble import assemble_numpy, read_batch, write_batch
+from m5stream.batches import assemble_rows, read_slot, write_rows
 
 
 def _samples() -> list[dict]:
@@ -27,7 +27,7 @@ def _samples() -> list[dict]:
 
 
 def test_assemble_numpy_rules() -> None:
-    b = assemble_numpy(_samples())
+    b = assemble_rows(_samples())
     assert b["img"].shape == (5, 2, 3) and b["img"].dtype == np.uint8
     assert b["label"].dtype == np.int64 and b["label"].tolist() == [0, 1, 2, 3, 4]
     assert b["score"].dtype == np.float64
@@ -52,21 +52,21 @@ def _equal(a: dict, b: dict) -> None:
 
 def test_slot_roundtrip_equals_numpy_path() -> None:
     slot = np.zeros(1 << 16, dtype=np.uint8)
-    layout, needed, failures = write_batch(_samples(), slot)
+    layout, needed, failures = write_rows(_samples(), slot)
     assert failures == []
     assert 0 < needed <= len(slot)
-    kinds = {e[1]: e[0] for e in layout}
+    kinds = {e.name: e.kind.value for e in layout}
     assert kinds["img"] == "array" and kinds["blob"] == "bytes" and kinds["text"] == "object"
-    _equal(read_batch(layout, slot, copy=True), assemble_numpy(_samples()))
-    view = read_batch(layout, slot, copy=False)
+    _equal(read_slot(layout, slot, copy=True), assemble_rows(_samples()))
+    view = read_slot(layout, slot, copy=False)
     assert np.shares_memory(view["img"], slot)
 
 
 def test_batch_too_big_for_slot_travels_inline() -> None:
     slot = np.zeros(64, dtype=np.uint8)
-    layout, needed, failures = write_batch(_samples(), slot)
+    layout, needed, failures = write_rows(_samples(), slot)
     assert failures == []
     assert needed > 64
-    assert {e[0] for e in layout} <= {"inline", "object", "index"}
+    assert {e.kind.value for e in layout} <= {"inline", "object", "index"}
     assert not slot.any()
-    _equal(read_batch(layout, None, copy=True), assemble_numpy(_samples()))
+    _equal(read_slot(layout, None, copy=True), assemble_rows(_samples()))

@@ -11,7 +11,7 @@ import pytest
 
 import m5stream as m5
 from m5stream._native.textcol import values_from_offsets
-from m5stream.columns import Keys, TextColumn, arrow_values, values_from_offsets_reference
+from m5stream.batches.columns import Keys, TextColumn, arrow_values, values_from_offsets_reference
 from tests.helpers import make_parquet_dataset
 
 IMPLS = [values_from_offsets, values_from_offsets_reference]

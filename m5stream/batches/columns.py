@@ -24,6 +24,8 @@ from typing import Any, overload
 
 import numpy as np
 
+from .fields import classify
+
 __all__ = [
     "ColumnBlock",
     "Keys",
@@ -190,7 +192,7 @@ class TextColumn:
 
     def values(self) -> list[Any]:
         """The Python ``str`` (or ``bytes``) values."""
-        from ._native.textcol import values_from_offsets
+        from .._native.textcol import values_from_offsets
 
         return values_from_offsets(self.offsets, self.data, text=self.text)
 
@@ -286,7 +288,6 @@ def settle(column: Any) -> Any:
     """Text columns stay; Arrow arrays and lists follow the row path's batching rules."""
     if isinstance(column, (np.ndarray, Keys, TextColumn)):
         return column
-    from .workers.assemble import classify
 
     values = _as_list(column)
     kind, info = classify(values)

@@ -1,89 +1,71 @@
-"""Turn a list of samples into a batch: in a slot (workers) or in fresh arrays (in-process).
+"""Batches written into, and read from, a shared-memory slot (the worker processes' path).
 
-Field rules, applied per field name over the batch's samples:
-
-* ``array``: every value a numpy array (or number) of one shape and a numeric/bool dtype ->
-  stacked into ``[B, *shape]``. Python ints become int64, floats float64.
-* ``bytes``: every value ``bytes`` -> a ``list[bytes]`` (stored in the slot back to back).
-* ``object``: anything else (``str``, mixed shapes, ``None``, lists) -> a Python ``list``,
-  carried in the pipe message.
-
-``__index__`` is always an int64 array and ``__key__`` a list of ``str``. When a batch does
-not fit in its slot, its arrays travel in the message instead (``inline``) and the reply says
-how many bytes the slot would have needed, so the trainer can grow the ring.
+A worker writes a batch into its slot and describes where each field lies with a
+:class:`SlotLayout` (a list of typed :class:`FieldSlot` entries): the trainer turns the
+layout over the same slot into the batch, as views or copies. Rows go in with
+:func:`write_rows` (lazy images are made straight into their rows), already batched columns
+with :func:`write_columns`. When a batch does not fit in its slot its arrays travel in the
+layout instead (``FieldKind.INLINE``) and the reply says how many bytes the slot would have
+needed, so the trainer can grow the ring.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["assemble_numpy", "classify", "read_batch", "write_batch"]
+from .._native.textcol import values_from_offsets
+from .columns import TextColumn
+from .fields import aligned, classify, field_names
 
-_FIELD_ALIGN = 64
-Layout = list[tuple[Any, ...]]
-
-
-def _scalars(values: list[Any]) -> np.ndarray | None:
-    """Numbers (or bools) of one kind as a 1-d array; ``None`` if they are not that."""
-    bools = all(isinstance(v, (bool, np.bool_)) for v in values)
-    numbers = all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-        for v in values
-    )
-    if not (bools or numbers):
-        return None
-    arr = np.asarray(values)
-    return arr if arr.dtype.kind in "biuf" and arr.ndim == 1 else None
+__all__ = ["FieldKind", "FieldSlot", "SlotLayout", "read_slot", "write_columns", "write_rows"]
 
 
-def classify(values: list[Any]) -> tuple[str, Any]:
-    """How a field is batched: ``("stack", (shape, dtype))``, ``("array", arr)``,
-    ``("bytes", None)`` or ``("object", None)``."""
-    if not values:
-        return "object", None
-    first = values[0]
-    if isinstance(first, np.ndarray):
-        shape, dtype = first.shape, first.dtype
-        if dtype.kind in "biufc" and all(
-            isinstance(v, np.ndarray) and v.shape == shape and v.dtype == dtype for v in values
-        ):
-            return "stack", (shape, dtype)
-        return "object", None
-    if isinstance(first, bytes) and all(isinstance(v, bytes) for v in values):
-        return "bytes", None
-    arr = _scalars(values)
-    if arr is not None:
-        return "array", arr
-    return "object", None
+class FieldKind(Enum):
+    #: a numpy array in the slot at ``offset`` (``dtype``, ``shape``)
+    ARRAY = "array"
+    #: an Arrow-style text/binary column in the slot: int32 offsets at ``offset``, the bytes
+    #: at ``data_offset`` (``count`` values, ``nbytes`` bytes, ``text``: str or bytes)
+    TEXT = "text"
+    #: byte strings back to back in the slot at ``offset``, ``lengths`` of each
+    BYTES = "bytes"
+    #: a value carried in the message: an array that did not fit, or Python objects
+    INLINE = "inline"
+    OBJECT = "object"
+    INDEX = "index"
 
 
-def _field_names(samples: list[dict[str, Any]]) -> list[str]:
-    names: dict[str, None] = {}
-    for s in samples:
-        for k in s:
-            if k not in ("__index__", "__key__"):
-                names.setdefault(k, None)
-    return list(names)
+@dataclass(frozen=True, slots=True)
+class FieldSlot:
+    """Where one field of a batch lies (see :class:`FieldKind`)."""
+
+    kind: FieldKind
+    name: str
+    offset: int = 0
+    dtype: str = ""
+    shape: tuple[int, ...] = ()
+    #: the value itself, for INLINE, OBJECT and INDEX
+    value: Any = None
+    lengths: np.ndarray | None = None
+    data_offset: int = 0
+    count: int = 0
+    nbytes: int = 0
+    text: bool = True
+
+    @property
+    def in_slot(self) -> bool:
+        return self.kind in (FieldKind.ARRAY, FieldKind.TEXT, FieldKind.BYTES)
 
 
-def assemble_numpy(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The batch as fresh numpy arrays and lists (the in-process path)."""
-    out: dict[str, Any] = {}
-    for name in _field_names(samples):
-        values: list[Any] = [s.get(name) for s in samples]
-        kind, info = classify(values)
-        if kind == "stack":
-            out[name] = np.stack(values)
-        elif kind == "array":
-            out[name] = info
-        else:
-            out[name] = values
-    out["__index__"] = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
-    out["__key__"] = [s["__key__"] for s in samples]
-    return out
+SlotLayout = list[FieldSlot]
+
+
+def _carried(kind: FieldKind, name: str, value: Any) -> FieldSlot:
+    return FieldSlot(kind, name, value=value)
 
 
 def _deferred(v: Any) -> bool:
@@ -112,9 +94,9 @@ def _fill_rows(
     return ok
 
 
-def write_batch(
+def write_rows(
     samples: list[dict[str, Any]], slot: np.ndarray, timings: dict[str, float] | None = None
-) -> tuple[Layout, int, list[Failure]]:
+) -> tuple[SlotLayout, int, list[Failure]]:
     """Write ``samples`` into ``slot``; returns ``(layout, bytes needed, failures)``.
 
     Deferred values (lazy images) of one shape are made straight into their rows of the slot
@@ -126,7 +108,7 @@ def write_batch(
     """
     t_decode = 0.0
     failures: list[Failure] = []
-    names = _field_names(samples)
+    names = field_names(samples)
     # deferred fields that do not share one shape are made one by one, like any value
     uniform: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     for name in names:
@@ -156,7 +138,7 @@ def write_batch(
         name: n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         for name, (shape, dtype) in uniform.items()
     }
-    needed = sum(_aligned(b) for b in deferred_bytes.values())
+    needed = sum(aligned(b) for b in deferred_bytes.values())
     # lay deferred fields out first, at capacity n, and make them
     dsts: dict[str, np.ndarray] = {}
     offsets: dict[str, int] = {}
@@ -167,7 +149,7 @@ def write_batch(
             nb = deferred_bytes[name]
             dsts[name] = slot[off : off + nb].view(dtype).reshape((n, *shape))
             offsets[name] = off
-            off += _aligned(nb)
+            off += aligned(nb)
         else:
             dsts[name] = np.empty((n, *shape), dtype=dtype)
     t0 = time.perf_counter()
@@ -176,12 +158,14 @@ def write_batch(
     if timings is not None:
         timings["decode"] = timings.get("decode", 0.0) + t_decode
     n_ok = len(samples)
-    layout: Layout = []
+    layout: SlotLayout = []
     for name, (shape, dtype) in uniform.items():
         if fits_deferred:
-            layout.append(("array", name, offsets[name], dtype.str, (n_ok, *shape)))
+            layout.append(
+                FieldSlot(FieldKind.ARRAY, name, offsets[name], dtype.str, (n_ok, *shape))
+            )
         else:
-            layout.append(("inline", name, dsts[name][:n_ok]))
+            layout.append(_carried(FieldKind.INLINE, name, dsts[name][:n_ok]))
     # then the other fields of the samples that made it
     plan: list[tuple[str, str, Any, list[Any]]] = []
     rest = 0
@@ -200,31 +184,31 @@ def write_batch(
         else:
             nbytes = 0
         plan.append((name, kind, info, values))
-        rest += _aligned(nbytes)
+        rest += aligned(nbytes)
     needed += rest
     fits = fits_deferred and off + rest <= len(slot)
     for name, kind, info, values in plan:
         if kind == "object":
-            layout.append(("object", name, values))
+            layout.append(_carried(FieldKind.OBJECT, name, values))
             continue
         if not fits:
             if kind == "stack":
-                layout.append(("inline", name, np.stack(values)))
+                layout.append(_carried(FieldKind.INLINE, name, np.stack(values)))
             elif kind == "array":
-                layout.append(("inline", name, info))
+                layout.append(_carried(FieldKind.INLINE, name, info))
             else:
-                layout.append(("object", name, values))
+                layout.append(_carried(FieldKind.OBJECT, name, values))
             continue
         if kind == "stack":
             shape, dtype = info
             n = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             dst = slot[off : off + n].view(dtype).reshape((len(values), *shape))
             np.stack(values, out=dst)
-            layout.append(("array", name, off, dtype.str, (len(values), *shape)))
+            layout.append(FieldSlot(FieldKind.ARRAY, name, off, dtype.str, (len(values), *shape)))
         elif kind == "array":
             n = info.nbytes
             slot[off : off + n].view(info.dtype)[:] = info
-            layout.append(("array", name, off, info.dtype.str, info.shape))
+            layout.append(FieldSlot(FieldKind.ARRAY, name, off, info.dtype.str, info.shape))
         else:  # bytes
             lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
             n = int(lengths.sum())
@@ -232,92 +216,90 @@ def write_batch(
             for v in values:
                 slot[pos : pos + len(v)] = np.frombuffer(v, dtype=np.uint8)
                 pos += len(v)
-            layout.append(("bytes", name, off, lengths))
-        off += _aligned(n)
-    layout.append(
-        ("index", "__index__", np.asarray([s["__index__"] for s in samples], dtype=np.int64))
-    )
-    layout.append(("object", "__key__", [s["__key__"] for s in samples]))
+            layout.append(FieldSlot(FieldKind.BYTES, name, off, lengths=lengths))
+        off += aligned(n)
+    index = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
+    layout.append(_carried(FieldKind.INDEX, "__index__", index))
+    layout.append(_carried(FieldKind.OBJECT, "__key__", [s["__key__"] for s in samples]))
     return layout, needed, failures
 
 
-def write_arrays(batch: dict[str, Any], slot: np.ndarray) -> tuple[Layout, int]:
+def write_columns(batch: dict[str, Any], slot: np.ndarray) -> tuple[SlotLayout, int]:
     """Write an already batched dict (a batch transform's output, or a batch read column-wise)
     into ``slot``: numpy arrays and Arrow text columns (offsets + bytes, see
     ``m5stream.columns``) go to the slot (inline when it is too small), anything else travels
     as an object."""
-    from ..columns import TextColumn
-
     texts = {k: v.parts() for k, v in batch.items() if isinstance(v, TextColumn)}
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
-    needed = sum(_aligned(v.nbytes) for v in arrays.values())
-    needed += sum(_aligned(o.nbytes) + _aligned(d.nbytes) for o, d in texts.values())
+    needed = sum(aligned(v.nbytes) for v in arrays.values())
+    needed += sum(aligned(o.nbytes) + aligned(d.nbytes) for o, d in texts.values())
     fits = needed <= len(slot)
-    layout: Layout = []
+    layout: SlotLayout = []
     off = 0
     for k, v in batch.items():
         if k in texts:
             if not fits:
-                layout.append(("object", k, v.values()))
+                layout.append(_carried(FieldKind.OBJECT, k, v.values()))
                 continue
             offsets, data = texts[k]
             slot[off : off + offsets.nbytes].view(np.int32)[:] = offsets
-            off_data = off + _aligned(offsets.nbytes)
+            off_data = off + aligned(offsets.nbytes)
             slot[off_data : off_data + data.nbytes] = data
-            kind = "str" if v.text else "bin"
-            layout.append(("text", k, off, off_data, len(v), int(data.nbytes), kind))
-            off = off_data + _aligned(data.nbytes)
+            layout.append(
+                FieldSlot(
+                    FieldKind.TEXT,
+                    k,
+                    off,
+                    data_offset=off_data,
+                    count=len(v),
+                    nbytes=int(data.nbytes),
+                    text=bool(v.text),
+                )
+            )
+            off = off_data + aligned(data.nbytes)
         elif k == "__index__":
-            layout.append(("index", k, np.asarray(v, dtype=np.int64)))
+            layout.append(_carried(FieldKind.INDEX, k, np.asarray(v, dtype=np.int64)))
         elif k in arrays and fits:
             v = np.ascontiguousarray(v)
             slot[off : off + v.nbytes].view(v.dtype).reshape(v.shape)[...] = v
-            layout.append(("array", k, off, v.dtype.str, v.shape))
-            off += _aligned(v.nbytes)
+            layout.append(FieldSlot(FieldKind.ARRAY, k, off, v.dtype.str, v.shape))
+            off += aligned(v.nbytes)
         elif k in arrays:
-            layout.append(("inline", k, v))
+            layout.append(_carried(FieldKind.INLINE, k, v))
         else:
-            layout.append(("object", k, v))
+            layout.append(_carried(FieldKind.OBJECT, k, v))
     return layout, needed
 
 
-def _read_text(slot: np.ndarray, entry: tuple[Any, ...]) -> list[Any]:
-    from .._native.textcol import values_from_offsets
-
-    _, _, off, off_data, n, nbytes, kind = entry
-    offsets = slot[off : off + 4 * (n + 1)].view(np.int32)
-    data = slot[off_data : off_data + nbytes]
+def _read_text(slot: np.ndarray, entry: FieldSlot) -> list[Any]:
+    offsets = slot[entry.offset : entry.offset + 4 * (entry.count + 1)].view(np.int32)
+    data = slot[entry.data_offset : entry.data_offset + entry.nbytes]
     # Python objects: nothing refers to the slot afterwards
-    return values_from_offsets(offsets, data, text=kind == "str")
+    return values_from_offsets(offsets, data, text=entry.text)
 
 
-def _aligned(n: int) -> int:
-    return (n + _FIELD_ALIGN - 1) // _FIELD_ALIGN * _FIELD_ALIGN
-
-
-def read_batch(layout: Layout, slot: np.ndarray | None, copy: bool) -> dict[str, Any]:
+def read_slot(layout: SlotLayout, slot: np.ndarray | None, copy: bool) -> dict[str, Any]:
     """The batch described by ``layout`` over ``slot`` (views, or copies when ``copy``)."""
     out: dict[str, Any] = {}
     for entry in layout:
-        kind, name = entry[0], entry[1]
-        if kind == "array":
+        kind, name = entry.kind, entry.name
+        if kind is FieldKind.ARRAY:
             assert slot is not None
-            _, _, off, dtype_s, shape = entry
-            dtype = np.dtype(dtype_s)
-            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            view = slot[off : off + n].view(dtype).reshape(shape).view(np.ndarray)
+            dtype = np.dtype(entry.dtype)
+            n = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+            off = entry.offset
+            view = slot[off : off + n].view(dtype).reshape(entry.shape).view(np.ndarray)
             out[name] = view.copy() if copy else view
-        elif kind == "text":
+        elif kind is FieldKind.TEXT:
             assert slot is not None
             out[name] = _read_text(slot, entry)
-        elif kind == "bytes":
-            assert slot is not None
-            _, _, off, lengths = entry
-            items, pos = [], off
-            for ln in lengths.tolist():
+        elif kind is FieldKind.BYTES:
+            assert slot is not None and entry.lengths is not None
+            items, pos = [], entry.offset
+            for ln in entry.lengths.tolist():
                 items.append(slot[pos : pos + ln].tobytes())
                 pos += ln
             out[name] = items
-        else:  # object, inline, index
-            out[name] = entry[2]
+        else:  # carried in the message
+            out[name] = entry.value
     return out
