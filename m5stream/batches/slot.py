@@ -94,6 +94,78 @@ def _fill_rows(
     return ok
 
 
+def _materialize_mixed(
+    samples: list[dict[str, Any]], names: list[str], failures: list[Failure]
+) -> tuple[list[dict[str, Any]], dict[str, tuple[tuple[int, ...], np.dtype]]]:
+    """Deferred fields that do not share one shape are made now, one by one, like any value
+    (a sample whose value fails is dropped into ``failures``); returns the samples kept and
+    the fields that stay deferred, with their one ``(shape, dtype)``."""
+    uniform: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for name in names:
+        vals: list[Any] = [s.get(name) for s in samples]
+        lazy = [_deferred(v) for v in vals]
+        if not any(lazy):
+            continue
+        specs = {(tuple(v.shape), np.dtype(v.dtype)) for v in vals if _deferred(v)}
+        if all(lazy) and len(specs) == 1:
+            uniform[name] = specs.pop()
+            continue
+        kept = []
+        for s in samples:
+            v: Any = s.get(name)
+            try:
+                if _deferred(v):
+                    s[name] = v.materialize()
+            except Exception as exc:
+                failures.append((s, exc))
+                continue
+            kept.append(s)
+        samples = kept
+    return samples, uniform
+
+
+def _nbytes(kind: str, info: Any, values: list[Any]) -> int:
+    if kind == "stack":
+        shape, dtype = info
+        return len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if kind == "array":
+        return int(info.nbytes)
+    if kind == "bytes":
+        return sum(len(v) for v in values)
+    return 0
+
+
+def _write_field(
+    slot: np.ndarray, off: int, name: str, kind: str, info: Any, values: list[Any]
+) -> tuple[FieldSlot, int]:
+    """Write one classified field at ``off``; returns its entry and its bytes."""
+    if kind == "stack":
+        shape, dtype = info
+        n = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        dst = slot[off : off + n].view(dtype).reshape((len(values), *shape))
+        np.stack(values, out=dst)
+        return FieldSlot(FieldKind.ARRAY, name, off, dtype.str, (len(values), *shape)), n
+    if kind == "array":
+        n = info.nbytes
+        slot[off : off + n].view(info.dtype)[:] = info
+        return FieldSlot(FieldKind.ARRAY, name, off, info.dtype.str, info.shape), n
+    lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+    pos = off
+    for v in values:
+        slot[pos : pos + len(v)] = np.frombuffer(v, dtype=np.uint8)
+        pos += len(v)
+    return FieldSlot(FieldKind.BYTES, name, off, lengths=lengths), int(lengths.sum())
+
+
+def _carry_field(name: str, kind: str, info: Any, values: list[Any]) -> FieldSlot:
+    """A classified field carried in the message (the batch does not fit in its slot)."""
+    if kind == "stack":
+        return _carried(FieldKind.INLINE, name, np.stack(values))
+    if kind == "array":
+        return _carried(FieldKind.INLINE, name, info)
+    return _carried(FieldKind.OBJECT, name, values)
+
+
 def write_rows(
     samples: list[dict[str, Any]], slot: np.ndarray, timings: dict[str, float] | None = None
 ) -> tuple[SlotLayout, int, list[Failure]]:
@@ -106,33 +178,10 @@ def write_rows(
     inline in the layout. ``timings["decode"]`` receives the seconds spent making deferred
     values (decoding and resampling images), the rest being collation.
     """
-    t_decode = 0.0
     failures: list[Failure] = []
     names = field_names(samples)
-    # deferred fields that do not share one shape are made one by one, like any value
-    uniform: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    for name in names:
-        vals: list[Any] = [s.get(name) for s in samples]
-        lazy = [_deferred(v) for v in vals]
-        if not any(lazy):
-            continue
-        specs = {(tuple(v.shape), np.dtype(v.dtype)) for v in vals if _deferred(v)}
-        if all(lazy) and len(specs) == 1:
-            uniform[name] = specs.pop()
-            continue
-        kept = []
-        t0 = time.perf_counter()
-        for s in samples:
-            v: Any = s.get(name)
-            try:
-                if _deferred(v):
-                    s[name] = v.materialize()
-            except Exception as exc:
-                failures.append((s, exc))
-                continue
-            kept.append(s)
-        samples = kept
-        t_decode += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    samples, uniform = _materialize_mixed(samples, names, failures)
     n = len(samples)
     deferred_bytes = {
         name: n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -152,11 +201,9 @@ def write_rows(
             off += aligned(nb)
         else:
             dsts[name] = np.empty((n, *shape), dtype=dtype)
-    t0 = time.perf_counter()
     samples = _fill_rows(samples, dsts, failures)
-    t_decode += time.perf_counter() - t0
     if timings is not None:
-        timings["decode"] = timings.get("decode", 0.0) + t_decode
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
     n_ok = len(samples)
     layout: SlotLayout = []
     for name, (shape, dtype) in uniform.items():
@@ -168,56 +215,23 @@ def write_rows(
             layout.append(_carried(FieldKind.INLINE, name, dsts[name][:n_ok]))
     # then the other fields of the samples that made it
     plan: list[tuple[str, str, Any, list[Any]]] = []
-    rest = 0
     for name in names:
-        if name in uniform:
-            continue
-        values: list[Any] = [s.get(name) for s in samples]
-        kind, info = classify(values)
-        if kind == "stack":
-            shape, dtype = info
-            nbytes = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        elif kind == "array":
-            nbytes = info.nbytes
-        elif kind == "bytes":
-            nbytes = sum(len(v) for v in values)
-        else:
-            nbytes = 0
-        plan.append((name, kind, info, values))
-        rest += aligned(nbytes)
+        if name not in uniform:
+            values: list[Any] = [s.get(name) for s in samples]
+            kind, info = classify(values)
+            plan.append((name, kind, info, values))
+    rest = sum(aligned(_nbytes(kind, info, values)) for _, kind, info, values in plan)
     needed += rest
     fits = fits_deferred and off + rest <= len(slot)
     for name, kind, info, values in plan:
         if kind == "object":
             layout.append(_carried(FieldKind.OBJECT, name, values))
-            continue
-        if not fits:
-            if kind == "stack":
-                layout.append(_carried(FieldKind.INLINE, name, np.stack(values)))
-            elif kind == "array":
-                layout.append(_carried(FieldKind.INLINE, name, info))
-            else:
-                layout.append(_carried(FieldKind.OBJECT, name, values))
-            continue
-        if kind == "stack":
-            shape, dtype = info
-            n = len(values) * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            dst = slot[off : off + n].view(dtype).reshape((len(values), *shape))
-            np.stack(values, out=dst)
-            layout.append(FieldSlot(FieldKind.ARRAY, name, off, dtype.str, (len(values), *shape)))
-        elif kind == "array":
-            n = info.nbytes
-            slot[off : off + n].view(info.dtype)[:] = info
-            layout.append(FieldSlot(FieldKind.ARRAY, name, off, info.dtype.str, info.shape))
-        else:  # bytes
-            lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
-            n = int(lengths.sum())
-            pos = off
-            for v in values:
-                slot[pos : pos + len(v)] = np.frombuffer(v, dtype=np.uint8)
-                pos += len(v)
-            layout.append(FieldSlot(FieldKind.BYTES, name, off, lengths=lengths))
-        off += aligned(n)
+        elif not fits:
+            layout.append(_carry_field(name, kind, info, values))
+        else:
+            entry, nb = _write_field(slot, off, name, kind, info, values)
+            layout.append(entry)
+            off += aligned(nb)
     index = np.asarray([s["__index__"] for s in samples], dtype=np.int64)
     layout.append(_carried(FieldKind.INDEX, "__index__", index))
     layout.append(_carried(FieldKind.OBJECT, "__key__", [s["__key__"] for s in samples]))

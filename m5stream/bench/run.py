@@ -58,8 +58,6 @@ def run_bench(
     No ``source``: the embedded demo photo dataset (made on first use) with the
     ``imagenet-train`` preset. Neither ``batches`` nor ``seconds``: 10 seconds.
     """
-    from .. import __version__
-
     if source is None:
         source = demo_dataset()
         transform = transform or "imagenet-train"
@@ -69,29 +67,7 @@ def run_bench(
     t0 = time.perf_counter()
     ds = dataset(source, format=format)
     listing = time.perf_counter() - t0
-    m = ds.manifest
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "m5stream_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "interrupted": False,
-        "environment": _environment(),
-        "source": {
-            "uri": source,
-            "format": m.format,
-            "shards": m.num_shards,
-            "samples": m.num_samples,
-            "bytes": int(m.sizes.sum()),
-        },
-        "config": {
-            "transform": preset.name,
-            "batch_size": batch_size,
-            "workers": workers,
-            "executor": executor,
-            "batches": batches,
-            "seconds": seconds,
-        },
-    }
+    result = _header(source, ds, preset.name, batch_size, workers, executor, batches, seconds)
     with PeakTreeMemory() as mem:
         loader = Loader(
             ds,
@@ -141,7 +117,35 @@ def run_bench(
         timeline=got.timeline,
         compare={},
     )
-    for name in compare or []:
+    _compare(
+        result,
+        compare or [],
+        ds,
+        preset,
+        got.samples_per_s,
+        batch_size,
+        workers,
+        batches,
+        seconds,
+        progress,
+    )
+    return result
+
+
+def _compare(
+    result: dict[str, Any],
+    compare: list[str],
+    ds: Any,
+    preset: Any,
+    samples_per_s: float,
+    batch_size: int,
+    workers: int,
+    batches: int | None,
+    seconds: float | None,
+    progress: bool,
+) -> None:
+    """Run each peer on the same data and add it, with its ratio, to ``result["compare"]``."""
+    for name in compare:
         if result["interrupted"]:
             result["compare"][name] = {"status": "skipped", "reason": "interrupted"}
             continue
@@ -160,6 +164,44 @@ def run_bench(
             result["interrupted"] = True
             peer = {"status": "skipped", "reason": "interrupted"}
         if peer["status"] == "ok" and peer["samples_per_s"] > 0:
-            peer["ratio"] = got.samples_per_s / peer["samples_per_s"]
+            peer["ratio"] = samples_per_s / peer["samples_per_s"]
         result["compare"][name] = peer
+
+
+def _header(
+    source: str,
+    ds: Any,
+    transform: str,
+    batch_size: int,
+    workers: int,
+    executor: str,
+    batches: int | None,
+    seconds: float | None,
+) -> dict[str, Any]:
+    """The result's description of the run: what, where, how."""
+    from .. import __version__
+
+    m = ds.manifest
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "m5stream_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "interrupted": False,
+        "environment": _environment(),
+        "source": {
+            "uri": source,
+            "format": m.format,
+            "shards": m.num_shards,
+            "samples": m.num_samples,
+            "bytes": int(m.sizes.sum()),
+        },
+        "config": {
+            "transform": transform,
+            "batch_size": batch_size,
+            "workers": workers,
+            "executor": executor,
+            "batches": batches,
+            "seconds": seconds,
+        },
+    }
     return result
