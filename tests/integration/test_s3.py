@@ -200,7 +200,7 @@ def test_manifest_is_listed_once(
     def no_listing(*a: object, **k: object) -> None:
         raise AssertionError("listed again")
 
-    monkeypatch.setattr(sys.modules["m5stream.dataset"], "list_s3", no_listing)
+    monkeypatch.setattr(sys.modules["m5stream.catalog.build"], "list_s3", no_listing)
     monkeypatch.setenv("RANK", "3")
     again = m5.dataset(src, manifest=path)
     assert again.fingerprint == first.fingerprint and np.array_equal(
