@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 
 from .._native.sampler import mix as _mix
-from .base import ARTIFACT_FORMAT, ARTIFACT_VERSION, Compose, Transform, from_json, load
+from .base import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    Compose,
+    LazyValue,
+    Transform,
+    from_json,
+    load,
+    materialize,
+)
 from .image import (
     CenterCrop,
     DecodeImage,
@@ -28,7 +37,6 @@ from .image import (
     RandomResizedCrop,
     Resize,
     ToCHW,
-    materialize,
 )
 from .text import Cast, PackTokens, SelectColumns, Tokenize
 
@@ -40,6 +48,7 @@ __all__ = [
     "Compose",
     "DecodeImage",
     "LazyImage",
+    "LazyValue",
     "Normalize",
     "PackTokens",
     "RandomHorizontalFlip",

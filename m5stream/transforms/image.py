@@ -31,7 +31,7 @@ import numpy as np
 
 from .._native import imgops
 from ..errors import CorruptData
-from .base import Sample, Transform
+from .base import LazyValue, Sample, Transform
 
 __all__ = [
     "CenterCrop",
@@ -42,14 +42,13 @@ __all__ = [
     "RandomResizedCrop",
     "Resize",
     "ToCHW",
-    "materialize",
 ]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
 
 
-class LazyImage:
+class LazyImage(LazyValue):
     """An image and the plan that will turn it into the output array."""
 
     __slots__ = (
@@ -165,14 +164,6 @@ class LazyImage:
         out = np.empty(self.shape, dtype=self.dtype)
         self.write_into(out)
         return out
-
-
-def materialize(sample: Sample) -> Sample:
-    """Replace every :class:`LazyImage` of ``sample`` by its numpy array."""
-    for k, v in list(sample.items()):
-        if isinstance(v, LazyImage):
-            sample[k] = v.materialize()
-    return sample
 
 
 def _lazy(sample: Sample, key: str | None, op: str) -> LazyImage:
