@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .catalog.s3list import list_prefix
 from .errors import CorruptData, NotFound
 from .storage.s3 import S3Config, client, parse_s3_uri
 
@@ -112,7 +113,7 @@ def save(
     Returns a future (``.result()`` waits and re-raises an upload error); with ``blocking``
     it has already completed.
     """
-    import torch
+    import torch  # optional and heavy: importing m5stream.checkpoint loads no torch
 
     buf = io.BytesIO()
     torch.save(state, buf)  # in the caller's thread: a consistent snapshot of the tensors
@@ -150,8 +151,6 @@ def _candidates(prefix: str, s3: S3Config | None) -> list[str]:
     """Checkpoint locations directly under ``prefix`` that have a manifest."""
     if _is_s3(prefix):
         bucket, key = parse_s3_uri(prefix.rstrip("/") + "/")
-        from .catalog.s3list import list_prefix
-
         out = []
         for o in list_prefix(client(s3), bucket, key):
             if posixpath.basename(o.key) == MANIFEST:
@@ -212,7 +211,7 @@ def load(
     **load_state_kw: Any,
 ) -> dict[str, Any]:
     """The state dict saved at ``uri``; with ``loader``, its position is restored too."""
-    import torch
+    import torch  # torch (optional, heavy) only when used (see save)
 
     m = _manifest(uri, s3)
     if m is None:

@@ -122,7 +122,7 @@ def _glue_client(t: GlueTable) -> Any:
 
 def _new_glue_client(t: GlueTable) -> Any:
     try:
-        import boto3
+        import boto3  # the [glue] extra, needed only once a glue:// source is resolved
     except ImportError:
         raise ConfigError("glue:// sources need boto3: pip install 'm5stream[glue]'") from None
     session = boto3.session.Session()
@@ -136,7 +136,11 @@ def _new_glue_client(t: GlueTable) -> Any:
 
 def _call(t: GlueTable, what: str, fn: Any, **kw: Any) -> Any:
     """One Glue call, its errors mapped to m5stream's (never echoing credentials)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import (  # with boto3: see _new_glue_client
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+    )
 
     try:
         return fn(**kw)

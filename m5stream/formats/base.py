@@ -10,13 +10,11 @@ key or byte range.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..catalog.manifest import ShardInfo
+from ..columns import ColumnBlock
 from ..storage.s3 import S3Config
-
-if TYPE_CHECKING:
-    from ..columns import ColumnBlock
 
 __all__ = ["Format", "ShardReader", "Sample"]
 

@@ -19,6 +19,7 @@ names bucket, key and byte range and never a credential.
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import random
 import threading
@@ -188,6 +189,8 @@ class S3Client:
     """A thin, blocking-call facade over ``awscrt.s3.S3Client`` (see module docstring)."""
 
     def __init__(self, config: S3Config | None = None) -> None:
+        # awscrt (the [s3] extra; native threads) is loaded by the first client, so local
+        # sources and an import of m5stream need none of it
         from awscrt.auth import AwsCredentialsProvider
         from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
         from awscrt.s3 import S3Client as CrtS3Client
@@ -250,9 +253,7 @@ class S3Client:
         With ``into``, body bytes go straight into that buffer: the CRT reports each chunk's
         offset in the object, so ``into_base`` (the range start) is subtracted.
         """
-        import io
-
-        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.http import HttpHeaders, HttpRequest  # awscrt: see __init__
         from awscrt.s3 import S3RequestType
 
         host, path = self._target(bucket, key, query)
@@ -388,7 +389,7 @@ class S3Client:
         start, bytes where they are collected. A range item may carry a sixth element, a
         writable buffer of ``length`` bytes: the body is written straight into it (no copy)
         and that buffer is the item's result."""
-        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.http import HttpHeaders, HttpRequest  # awscrt: see __init__
         from awscrt.s3 import S3RequestType
 
         started = []

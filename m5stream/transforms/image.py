@@ -279,7 +279,7 @@ class DecodeImage(Transform):
 
     def _pillow(self, data: bytes, key: str) -> np.ndarray:
         try:
-            from PIL import Image, ImageOps
+            from PIL import Image, ImageOps  # optional: only non-JPEG images need Pillow
         except ImportError:
             raise CorruptData(
                 "not a JPEG, and Pillow is not installed for other formats", key=key
