@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ._fork import on_fork_in_child
 from .catalog.s3list import list_prefix
 from .errors import CorruptData, NotFound
 from .storage.s3 import S3Config, client, parse_s3_uri
@@ -47,12 +48,10 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+@on_fork_in_child
 def _forget_pool() -> None:  # a forked child has no upload thread
     global _POOL
     _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _is_s3(uri: str) -> bool:

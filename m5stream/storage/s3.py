@@ -2,8 +2,8 @@
 
 One client per process, created on first use. A forked child makes its own: the CRT runs
 native threads that a fork does not copy, so the parent's clients are left unused there, and
-never destroyed (``os.register_at_fork``; see :func:`_forget_clients`). Workers are started
-with forkserver anyway, so each makes its own.
+never destroyed (an at-fork reset registered with :mod:`m5stream._fork`; see
+:func:`_forget_clients`). Workers are started with forkserver anyway, so each makes its own.
 
 Configuration (:class:`S3Config`, or the environment): endpoint from ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL`` (custom endpoints are addressed path-style: ``/bucket/key``), region from
@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import quote, urlparse
 
+from .._fork import on_fork_in_child
 from ..errors import (
     ConfigError,
     CorruptData,
@@ -515,6 +516,7 @@ def client(config: S3Config | None = None) -> S3Client:
         return c
 
 
+@on_fork_in_child
 def _forget_clients() -> None:
     """In a forked child: the parent's clients are unusable (the CRT's event-loop threads did
     not survive the fork) and are never destroyed either - their native teardown waits on
@@ -523,6 +525,3 @@ def _forget_clients() -> None:
     for c in _CLIENTS.values():
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(c))
     _CLIENTS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_clients)
