@@ -44,7 +44,7 @@ from .errors import ConfigError, M5Error, SlotsExhausted, WorkerDied
 from .sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
 from .state import STATE_VERSION, check_state
 from .stats import Stats
-from .storage.s3 import io_changes, io_counters, io_delta
+from .storage.iostats import io_changes, io_counters, io_delta
 from .transforms import TransformFn
 from .workers.assemble import assemble_numpy, read_batch
 from .workers.blocks import BlockReadAhead

@@ -31,8 +31,9 @@ from typing import NamedTuple
 from .._cache import cache_dir, stamp_key
 from .._pools import process_pool
 from ..errors import StateMismatch
+from .iostats import io_counters, io_delta
 from .local import LocalFile
-from .s3 import S3Config, client, io_counters, io_delta, parse_s3_uri
+from .s3 import S3Config, client, parse_s3_uri
 
 __all__ = ["ShardMap", "is_s3", "local_shard", "read_object", "shard_map", "start_shard_map"]
 

@@ -39,63 +39,17 @@ from ..errors import (
     PermissionDenied,
     StateMismatch,
 )
+from .iostats import count_bytes, count_request
 
 __all__ = [
     "ObjectInfo",
     "S3Client",
     "S3Config",
     "client",
-    "io_counters",
-    "io_delta",
     "parse_s3_uri",
 ]
 
 MiB = 1 << 20
-
-# Requests made by the calling thread, by operation, and body bytes received: a worker reports
-# the delta of each batch and the loader sums them into ``stats["s3"]`` (e.g. to check that a
-# partition filter really read fewer objects). Per thread, so that a background prefetch
-# thread's requests are not counted twice. Counted once per request sent, retries included.
-_IO = threading.local()
-
-
-def _counters() -> dict[str, int]:
-    d: dict[str, int] | None = getattr(_IO, "d", None)
-    if d is None:
-        d = _IO.d = {}
-    return d
-
-
-def _add(name: str, n: int) -> None:
-    d = _counters()
-    d[name] = d.get(name, 0) + n
-    _IO.n = getattr(_IO, "n", 0) + 1  # what io_changes() reports
-
-
-def _count(operation: str) -> None:
-    _add(operation, 1)
-
-
-def _count_bytes(nbytes: int) -> None:
-    _add("bytes", nbytes)
-
-
-def io_counters() -> dict[str, int]:
-    """A copy of the calling thread's S3 counters: requests per operation, plus ``bytes``."""
-    return dict(_counters())
-
-
-def io_delta(before: dict[str, int], after: dict[str, int] | None = None) -> dict[str, int]:
-    """``after - before`` of two :func:`io_counters` snapshots (``after``: now); zeros left out."""
-    now = io_counters() if after is None else after
-    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
-
-
-def io_changes() -> int:
-    """A number that changes whenever the calling thread's counters do: a per-batch caller
-    compares it instead of copying the counters when nothing was requested."""
-    n: int = getattr(_IO, "n", 0)
-    return n
 
 
 @dataclass(frozen=True)
@@ -294,11 +248,11 @@ class S3Client:
                 time.sleep(min(5.0, 0.1 * 2**attempt) * (0.5 + random.random()))
                 continue
             finally:
-                _count(operation)
+                count_request(operation)
             if received is not None:
                 received[0] = resp.received
             if resp.received:
-                _count_bytes(resp.received)
+                count_bytes(resp.received)
             return resp.status, resp.headers, resp.body()
 
     @staticmethod
@@ -412,7 +366,7 @@ class S3Client:
                 on_headers=resp.on_headers,
                 on_body=resp.on_body,
             )
-            _count("GetObject")
+            count_request("GetObject")
             started.append((req, resp))
         return lambda: self._collect(items, started)
 
@@ -423,7 +377,7 @@ class S3Client:
         for item, (req, resp) in zip(items, started):
             try:
                 req.finished_future.result(self.config.timeout)
-                _count_bytes(resp.received)
+                count_bytes(resp.received)
                 if resp.into is not None:
                     if resp.received != len(resp.into):
                         raise ValueError("short read")
@@ -456,7 +410,7 @@ class S3Client:
         self._request(
             "GET", bucket, key, headers=headers, recv_filepath=path, operation="GetObject"
         )
-        _count_bytes(os.path.getsize(path))
+        count_bytes(os.path.getsize(path))
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         _, headers, _ = self._request("HEAD", bucket, key, operation="HeadObject")

@@ -36,7 +36,7 @@ from ..columns import ColumnBlock
 from ..dataset import Dataset
 from ..errors import M5Error
 from ..formats import ShardReader
-from ..storage.s3 import io_counters, io_delta
+from ..storage.iostats import io_counters, io_delta
 from .task import compact_indices
 
 __all__ = ["BlockReadAhead", "PlannedBatch"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..storage.blobs import is_s3, local_shard
-from ..storage.s3 import io_counters, io_delta
+from ..storage.iostats import io_counters, io_delta
 
 __all__ = ["ShardPrefetcher"]
 
