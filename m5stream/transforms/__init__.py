@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._native.sampler import mix as _mix
+from .._native import sampler as _sampler
 from .base import (
     ARTIFACT_FORMAT,
     ARTIFACT_VERSION,
@@ -73,8 +73,8 @@ TransformFn = Callable[..., Sample]
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The random generator of one sample in one epoch (Philox keyed by all three)."""
-    a = _mix(_mix(seed & _M64) ^ (epoch & _M64))
-    b = _mix(a ^ (index & _M64))
+    a = _sampler.mix(_sampler.mix(seed & _M64) ^ (epoch & _M64))
+    b = _sampler.mix(a ^ (index & _M64))
     return np.random.Generator(np.random.Philox(key=[a, b]))
 
 
