@@ -5,9 +5,10 @@ where a pool per call would start its threads every time."""
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+from ._fork import on_fork_in_child
 
 __all__ = ["process_pool"]
 
@@ -25,10 +26,8 @@ def process_pool(name: str, threads: int) -> ThreadPoolExecutor:
         return pool
 
 
+@on_fork_in_child
 def _forget() -> None:
     global _LOCK
     _POOLS.clear()
     _LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget)

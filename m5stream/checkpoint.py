@@ -27,6 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ._fork import on_fork_in_child
+from .catalog.s3list import list_prefix
 from .errors import CorruptData, NotFound
 from .storage.s3 import S3Config, client, parse_s3_uri
 
@@ -46,12 +48,10 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+@on_fork_in_child
 def _forget_pool() -> None:  # a forked child has no upload thread
     global _POOL
     _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _is_s3(uri: str) -> bool:
@@ -112,7 +112,7 @@ def save(
     Returns a future (``.result()`` waits and re-raises an upload error); with ``blocking``
     it has already completed.
     """
-    import torch
+    import torch  # optional and heavy: importing m5stream.checkpoint loads no torch
 
     buf = io.BytesIO()
     torch.save(state, buf)  # in the caller's thread: a consistent snapshot of the tensors
@@ -150,8 +150,6 @@ def _candidates(prefix: str, s3: S3Config | None) -> list[str]:
     """Checkpoint locations directly under ``prefix`` that have a manifest."""
     if _is_s3(prefix):
         bucket, key = parse_s3_uri(prefix.rstrip("/") + "/")
-        from .catalog.s3list import list_prefix
-
         out = []
         for o in list_prefix(client(s3), bucket, key):
             if posixpath.basename(o.key) == MANIFEST:
@@ -212,7 +210,7 @@ def load(
     **load_state_kw: Any,
 ) -> dict[str, Any]:
     """The state dict saved at ``uri``; with ``loader``, its position is restored too."""
-    import torch
+    import torch  # torch (optional, heavy) only when used (see save)
 
     m = _manifest(uri, s3)
     if m is None:

@@ -15,7 +15,13 @@ import json
 import sys
 from typing import Any, NoReturn
 
+from .bench import format_report, run_bench
+from .bench.peers import PEERS
+from .bench.plot import plot
+from .bench.presets import PRESETS
+from .dataset import dataset
 from .errors import M5Error
+from .writer import write_shards
 
 __all__ = ["main"]
 
@@ -49,9 +55,6 @@ def _workers(text: str) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_report, run_bench
-    from .bench.peers import PEERS
-
     compare = [c.strip() for c in (args.compare or "").split(",") if c.strip()]
     unknown = [c for c in compare if c not in PEERS]
     if unknown:
@@ -78,8 +81,6 @@ def _bench(args: argparse.Namespace) -> int:
         with open(args.json_path, "w") as f:
             json.dump(result, f, indent=2)
     if args.plot:
-        from .bench.plot import plot
-
         plot(result, args.plot)
     return 130 if result["interrupted"] else 0
 
@@ -94,8 +95,6 @@ def _field_type(v: Any) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .dataset import dataset
-
     ds = dataset(args.source, format=args.format)
     m = ds.manifest
     first = ds[0] if len(ds) else {}
@@ -153,9 +152,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _shard(args: argparse.Namespace) -> int:
-    from .dataset import dataset
-    from .writer import write_shards
-
     ds = dataset(args.source, format=args.format)
     samples = (ds[i] for i in range(len(ds)))
     pattern = write_shards(samples, args.dst, format=args.to, shard_size=args.shard_size)
@@ -164,8 +160,6 @@ def _shard(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench.presets import PRESETS
-
     p = _Parser(prog="m5stream")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     b = sub.add_parser(

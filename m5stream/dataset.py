@@ -5,13 +5,16 @@ once (listing, counting samples, building shard indexes) and returns a :class:`D
 ``len(ds)`` samples, ``ds[i]`` the sample with global index ``i``. A Dataset pickles as its
 manifest and options; each process opens its own shard readers lazily and keeps a small LRU of
 them, so workers never share file descriptors.
+
+Between the formats and the execution layer: the source is resolved by the catalog
+(:mod:`m5stream.catalog.build`, :mod:`m5stream.catalog.glue`), handed this package's format
+registry to count shards with; samples are read through the formats' shard readers.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +23,12 @@ from typing import Any
 import numpy as np
 
 from .batches.columns import ColumnBlock, Keys, concat, settle
+from .catalog.build import resolve_source, shared_manifest
 from .catalog.glue import GlueTable, glue_manifest, partition_value
 from .catalog.manifest import Manifest
-from .catalog.resolve import list_local
-from .catalog.s3list import list_s3
-from .errors import ConfigError, CorruptData, M5Error, NotFound
+from .errors import ConfigError, CorruptData, M5Error
 from .formats import Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
-from .storage.local import stat_local
 from .storage.s3 import S3Config
 
 __all__ = ["Dataset", "dataset"]
@@ -47,7 +48,7 @@ def dataset(
     manifest: str | os.PathLike[str] | None = None,
     s3: S3Config | None = None,
 ) -> Dataset:
-    """Describe a dataset (see DESIGN.md "Public contract").
+    """Describe a dataset.
 
     ``source`` is a directory, file, glob or brace pattern of local files, the same over
     ``s3://bucket/...`` (a prefix ending in ``/`` is listed), a
@@ -76,7 +77,9 @@ def dataset(
         if format is not None or options:
             raise ConfigError("a Glue table's format and options come from the catalog")
         table = source
-        resolve = lambda: glue_manifest(table, where=where, columns=columns, s3=s3)  # noqa: E731
+        resolve = lambda: glue_manifest(  # noqa: E731
+            table, where=where, columns=columns, s3=s3, formats=get_format
+        )
         uri = table.uri
     elif isinstance(source, str) and source:
         if where is not None:
@@ -87,29 +90,8 @@ def dataset(
     else:
         raise ConfigError("source must be a non-empty string, a GlueTable or a Manifest")
     if manifest is not None:
-        return Dataset(_shared_manifest(uri, Path(manifest), resolve), s3)
+        return Dataset(shared_manifest(uri, Path(manifest), resolve), s3)
     return Dataset(resolve(), s3)
-
-
-def _shared_manifest(source: str, path: Path, resolve: Callable[[], Manifest]) -> Manifest:
-    if not path.exists() and int(os.environ.get("RANK", "0") or 0) == 0:
-        m = resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(m.to_json())
-        os.replace(tmp, path)
-        return m
-    deadline = time.monotonic() + float(os.environ.get("M5STREAM_MANIFEST_WAIT", "600"))
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise NotFound("timed out waiting for rank 0 to write the manifest", uri=str(path))
-        time.sleep(0.2)
-    m = Manifest.from_json(path.read_text())
-    if m.source != source:
-        raise ConfigError(
-            f"manifest at {path} was made for {m.source!r}, not {source!r}", uri=str(path)
-        )
-    return m
 
 
 def _resolve(
@@ -119,57 +101,13 @@ def _resolve(
     s3: S3Config | None = None,
     format_options: dict[str, Any] | None = None,
 ) -> Manifest:
+    """The manifest of a non-Glue source string: ``synthetic://`` is made by its format, any
+    other is listed and counted by the catalog with this package's formats."""
     if source.startswith("synthetic://"):
         return synthetic_manifest(source)
-    scheme = source.split("://", 1)[0] if "://" in source else ""
-    objects: list[tuple[str, int, str]]
-    if scheme == "s3":
-        root, objects = list_s3(source, s3)
-    elif scheme in ("", "file"):
-        path = source[len("file://") :] if scheme == "file" else source
-        root, files = list_local(path)
-        objects = [(f, *stat_local(f)) for f in files]
-    else:
-        raise ConfigError(f"unsupported URI scheme {scheme!r}", uri=source)
-    fmt_name = format or detect_format([o[0] for o in objects])
-    fmt = get_format(fmt_name)
-    options: dict[str, Any] = dict(format_options or {})
-    if columns is not None:
-        options["columns"] = list(columns)
-    options = fmt.validate_options(options)
-    return build_manifest(source, fmt_name, root, objects, options, s3)
-
-
-def build_manifest(
-    source: str,
-    fmt_name: str,
-    root: str,
-    objects: list[tuple[str, int, str]],
-    options: dict[str, Any],
-    s3: S3Config | None = None,
-) -> Manifest:
-    """The manifest of ``objects`` (``(uri, size, stamp)``, all under ``root``) in one format;
-    every shard's samples are counted (footers/indexes fetched concurrently where possible)."""
-    fmt = get_format(fmt_name)
-    counts = fmt.count_many(objects, options, s3)
-    return Manifest(
-        source=source,
-        format=fmt_name,
-        root=root,
-        keys=[_relative(o[0], root) for o in objects],
-        sizes=[o[1] for o in objects],
-        stamps=[o[2] for o in objects],
-        counts=counts,
-        options=options,
+    return resolve_source(
+        source, format, columns, s3, format_options, formats=get_format, detect=detect_format
     )
-
-
-def _relative(uri: str, root: str) -> str:
-    if not root:
-        return uri
-    if uri.startswith("s3://"):
-        return uri[len(root) :].lstrip("/")
-    return os.path.relpath(uri, root)
 
 
 def _reorder(column: Any, order: np.ndarray) -> Any:

@@ -57,7 +57,7 @@ def _smooth(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
 def demo_photo(seed: int) -> bytes:
     """One deterministic photo-like JPEG (drawn at half size, upscaled, then grained)."""
     try:
-        from PIL import Image
+        from PIL import Image  # Pillow (optional) only when the demo set is made
     except ImportError:
         raise ConfigError("the demo dataset needs Pillow: pip install 'm5stream[image]'") from None
     rng = np.random.default_rng(seed)

@@ -116,7 +116,7 @@ def _numpy(value: Any) -> Any:
 
 
 def _tensors(batch: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    import torch  # torch (optional, heavy) only when used
 
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
@@ -131,7 +131,7 @@ class _Pinned:
         self.pending: list[list[Any]] = []
 
     def stage(self, name: str, t: Any) -> Any:
-        import torch
+        import torch  # torch (optional, heavy) only when used
 
         key = (name, tuple(t.shape), t.dtype)
         ring = self.buffers.setdefault(key, deque())
@@ -164,7 +164,7 @@ class DeviceLoader:
         static_shapes: StaticShapes | None = None,
         prefetch: int = 2,
     ) -> None:
-        import torch
+        import torch  # torch (optional, heavy) only when used
 
         self.loader = loader
         self.static_shapes = static_shapes
@@ -173,7 +173,7 @@ class DeviceLoader:
         self.kind = dev.split(":")[0]
         if self.kind == "xla":
             try:
-                import torch_xla.core.xla_model
+                import torch_xla.core.xla_model  # only on an XLA device
                 import torch_xla.distributed.parallel_loader  # noqa: F401
             except ImportError:
                 raise ConfigError(
@@ -227,7 +227,7 @@ class DeviceLoader:
             yield _tensors(batch)
 
     def _iter_xla(self) -> Iterator[dict[str, Any]]:
-        import torch_xla.distributed.parallel_loader as pl
+        import torch_xla.distributed.parallel_loader as pl  # only on an XLA device
 
         states: deque[dict[str, Any] | None] = deque()
 
@@ -241,7 +241,7 @@ class DeviceLoader:
             yield batch
 
     def _iter_cuda(self) -> Iterator[dict[str, Any]]:
-        import torch
+        import torch  # torch (optional, heavy) only when used
 
         side = torch.cuda.Stream(device=self.device)
         pinned = _Pinned(self.prefetch + 2)

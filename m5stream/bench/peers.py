@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..dataset import Dataset
+from ..formats.raw import field_name
 from ..storage.s3 import S3Config
 from .measure import Measurement, measure
 from .monitor import Progress
@@ -33,7 +34,7 @@ PEERS = ("torch", "webdataset", "s3torchconnector")
 
 
 def _collate(items: list[Any]) -> Any:
-    import torch
+    import torch  # torch (optional, heavy) only when used (a peer is run)
 
     first = items[0]
     if isinstance(first, torch.Tensor) and all(
@@ -74,8 +75,6 @@ class _S3Object:
         self.fn = fn
 
     def __call__(self, reader: Any) -> Any:
-        from ..formats.raw import field_name
-
         return self.fn({field_name(reader.key): reader.read()})
 
 
@@ -85,7 +84,7 @@ def _context(ds: Dataset, workers: int) -> Any:
 
 
 def _loader(dataset: Any, batch_size: int, workers: int, ctx: Any, shuffle: bool) -> Any:
-    import torch.utils.data
+    import torch.utils.data  # torch (optional, heavy) only when used (a peer is run)
 
     return torch.utils.data.DataLoader(
         dataset,
@@ -131,7 +130,7 @@ def run_peer(
             return _skip(f"webdataset reads tar shards; this source is {m.format}"), None
         if m.root.startswith("s3://"):
             return _skip("webdataset reads S3 through a shell pipe; not measured"), None
-        import webdataset as wds
+        import webdataset as wds  # optional peer ([compare] extra): only when compared
 
         urls = [m.uri(i) for i in range(m.num_shards)]
         pipeline = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
@@ -143,7 +142,7 @@ def run_peer(
             return _skip(
                 "s3torchconnector reads one S3 object per sample (s3:// raw sources)"
             ), None
-        from s3torchconnector import S3ClientConfig, S3MapDataset
+        from s3torchconnector import S3ClientConfig, S3MapDataset  # optional peer, as above
 
         s3 = (ds.s3 or S3Config()).resolved()
         kw: dict[str, Any] = {"region": s3.region}

@@ -14,7 +14,7 @@ __all__ = ["plot"]
 
 def plot(result: dict[str, Any], path: str) -> None:
     try:
-        import matplotlib
+        import matplotlib  # optional: the [plot] extra, only for --plot
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

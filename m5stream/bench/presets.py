@@ -17,6 +17,7 @@ then run without a transform and say so).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -27,6 +28,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..transforms import (
+    CenterCrop,
+    Compose,
+    DecodeImage,
+    Normalize,
+    PackTokens,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    Tokenize,
+    load,
+)
 
 __all__ = ["PRESETS", "Preset", "resolve_transform"]
 
@@ -53,16 +66,14 @@ def _image_field(sample: dict[str, Any]) -> bytes:
 
 
 def _to_chw(img: Any) -> Any:
-    import torch
+    import torch  # torch (optional, heavy) only when used (the peers)
 
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(((arr - MEAN) / STD).transpose(2, 0, 1).copy())
 
 
 def _open(data: bytes) -> Any:
-    import io
-
-    from PIL import Image
+    from PIL import Image  # the PyTorch twins' Pillow: only when a peer runs
 
     img = Image.open(io.BytesIO(data))
     return img.convert("RGB")
@@ -85,7 +96,7 @@ def _rrc_box(w: int, h: int) -> tuple[int, int, int, int]:
 
 
 def peer_imagenet_train(sample: dict[str, Any]) -> Any:
-    from PIL import Image
+    from PIL import Image  # see _open
 
     img = _open(_image_field(sample))
     img = img.resize((224, 224), Image.Resampling.BILINEAR, box=_rrc_box(*img.size))
@@ -95,7 +106,7 @@ def peer_imagenet_train(sample: dict[str, Any]) -> Any:
 
 
 def peer_imagenet_eval(sample: dict[str, Any]) -> Any:
-    from PIL import Image
+    from PIL import Image  # see _open
 
     img = _open(_image_field(sample))
     w, h = img.size
@@ -117,18 +128,6 @@ def peer_raw(sample: dict[str, Any]) -> Any:
 
 
 def _presets() -> dict[str, Callable[[], Preset]]:
-    from ..transforms import (
-        CenterCrop,
-        Compose,
-        DecodeImage,
-        Normalize,
-        PackTokens,
-        RandomHorizontalFlip,
-        RandomResizedCrop,
-        Resize,
-        Tokenize,
-    )
-
     return {
         "imagenet-train": lambda: Preset(
             "imagenet-train",
@@ -159,8 +158,6 @@ def resolve_transform(spec: str) -> Preset:
     if spec in makers:
         return makers[spec]()
     if spec.endswith(".json") or os.path.exists(spec):
-        from ..transforms import load
-
         if not os.path.exists(spec):
             raise ConfigError(f"transform file {spec!r} does not exist")
         try:

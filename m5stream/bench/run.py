@@ -8,6 +8,9 @@ import platform
 import time
 from typing import Any
 
+import numpy
+
+from .. import __version__
 from ..dataset import dataset
 from ..demo import demo_dataset
 from ..loader import Loader
@@ -22,7 +25,7 @@ __all__ = ["run_bench"]
 
 def _pil() -> str:
     try:
-        import PIL
+        import PIL  # optional: only its version is reported
     except ImportError:
         return "Pillow not installed"
     v = PIL.__version__
@@ -30,8 +33,6 @@ def _pil() -> str:
 
 
 def _environment() -> dict[str, Any]:
-    import numpy
-
     return {
         "python": platform.python_version(),
         "numpy": numpy.__version__,
@@ -179,7 +180,6 @@ def _header(
     seconds: float | None,
 ) -> dict[str, Any]:
     """The result's description of the run: what, where, how."""
-    from .. import __version__
 
     m = ds.manifest
     result: dict[str, Any] = {

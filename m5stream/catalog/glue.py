@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlparse
 from .._pools import process_pool
 from ..errors import ConfigError, M5Error, NotFound, PermissionDenied, Unsupported
 from ..storage.s3 import S3Config, client, parse_s3_uri
+from .build import FormatLookup, build_manifest
 from .manifest import Manifest
 from .s3list import list_prefix
 
@@ -121,7 +122,7 @@ def _glue_client(t: GlueTable) -> Any:
 
 def _new_glue_client(t: GlueTable) -> Any:
     try:
-        import boto3
+        import boto3  # the [glue] extra, needed only once a glue:// source is resolved
     except ImportError:
         raise ConfigError("glue:// sources need boto3: pip install 'm5stream[glue]'") from None
     session = boto3.session.Session()
@@ -135,7 +136,11 @@ def _new_glue_client(t: GlueTable) -> Any:
 
 def _call(t: GlueTable, what: str, fn: Any, **kw: Any) -> Any:
     """One Glue call, its errors mapped to m5stream's (never echoing credentials)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import (  # with boto3: see _new_glue_client
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+    )
 
     try:
         return fn(**kw)
@@ -277,11 +282,11 @@ def glue_manifest(
     where: str | None = None,
     columns: list[str] | None = None,
     s3: S3Config | None = None,
+    formats: FormatLookup,
 ) -> Manifest:
-    """Resolve the table (see module docstring) into a manifest pinned to its snapshot."""
-    from ..dataset import build_manifest
-    from ..formats import get_format
-
+    """Resolve the table (see module docstring) into a manifest pinned to its snapshot;
+    ``formats`` is the format registry that validates the options and counts the shards
+    (``m5stream.formats.get_format``: formats sit above the catalog)."""
     glue = _glue_client(t)
     kw: dict[str, Any] = {"DatabaseName": t.database, "Name": t.table}
     if t.catalog_id:
@@ -346,7 +351,7 @@ def glue_manifest(
             raise NotFound(f"{what} has no data files at {loc}", uri=t.uri)
         objects.extend(objs)
         shard_values.extend([list(values)] * len(objs))
-    options = get_format(fmt).validate_options(options)
+    options = formats(fmt).validate_options(options)
     if keys:
         options["partition_keys"] = keys
         options["partition_values"] = shard_values
@@ -360,7 +365,7 @@ def glue_manifest(
         "where": where,
     }
     root = _common_root([o[0] for o in objects], table_loc)
-    return build_manifest(t.uri, fmt, root, objects, options, s3)
+    return build_manifest(t.uri, fmt, root, objects, options, s3, formats=formats)
 
 
 def _describe(names: list[str], values: list[str]) -> str:

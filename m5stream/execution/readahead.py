@@ -41,7 +41,7 @@ from ..formats import ShardReader
 from ..formats.caps import Fetch
 from ..plan import PlannedBatch, UnitPlanner
 from ..plan.units import Unit
-from ..storage.s3 import io_counters, io_delta
+from ..storage.iostats import io_counters, io_delta
 
 __all__ = ["ReadAhead"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..batches import finish_columns
 from ..plan import IndexRun, Plan, PlannedBatch, UnitPlanner
 from ..plan.units import Unit
-from ..storage.s3 import io_changes, io_counters, io_delta
+from ..storage.iostats import io_changes, io_counters, io_delta
 from .base import Executor, StepOutput
 from .readahead import ReadAhead
 from .rows import read_rows

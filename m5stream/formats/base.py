@@ -10,14 +10,12 @@ key or byte range.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
 from ..storage.s3 import S3Config
 from .caps import Fetch, FormatCaps
-
-if TYPE_CHECKING:
-    from ..batches.columns import ColumnBlock
 
 __all__ = ["Format", "ShardReader", "Sample"]
 
@@ -43,7 +41,7 @@ class ShardReader(ABC):
     def block_at(self, local: int) -> ColumnBlock | None:
         """Column-wise formats: the decoded unit holding sample ``local`` (kept until another
         unit is asked for), whose columns hold exactly the values :meth:`read` gives row by
-        row (see ``m5stream.columns``); ``None``: the format is read row by row."""
+        row (see ``m5stream.batches.columns``); ``None``: the format is read row by row."""
         return None
 
     def fetch_unit(self, unit: int) -> Fetch | None:

@@ -47,7 +47,7 @@ _OPTIONS = {
 
 def arrow_type(hive: str) -> Any:
     """The Arrow type of a Hive/Glue column type name (``ConfigError`` for unknown ones)."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow (heavy) only when this format is read
 
     t = hive.strip().lower()
     simple = {
@@ -75,7 +75,7 @@ def arrow_type(hive: str) -> Any:
 
 
 def _parse(path: str, uri: str, options: dict[str, Any], columns: list[str] | None) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow (heavy) only when this format is read
     from pyarrow import csv
 
     names = options.get("column_names")

@@ -40,13 +40,13 @@ _MAGIC = b"PAR1"
 
 
 def _arrow_errors() -> tuple[type[BaseException], ...]:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow (heavy) only when this format is read
 
     return (pa.ArrowInvalid, pa.ArrowIOError, OSError)
 
 
 def _open_local(uri: str) -> Any:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # pyarrow (heavy) only when this format is read
 
     try:
         return pq.ParquetFile(uri)
@@ -80,7 +80,7 @@ def _footer_from_tail(tail: bytes, uri: str, size: int, stamp: str, s3: S3Config
 
 
 def _metadata(footer: bytes, uri: str) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow (heavy) only when this format is read
     import pyarrow.parquet as pq
 
     try:  # magic + metadata + length + magic is a valid (row-less) file to the footer parser
@@ -237,7 +237,7 @@ class ParquetReader(ShardReader):
         return Fetch(client(s.s3).start_many(items), context=(ranges, whole))
 
     def _remote_group(self, g: int, fetched: Fetch | None = None) -> Any:
-        import pyarrow as pa
+        import pyarrow as pa  # pyarrow (heavy) only when this format is read
         import pyarrow.parquet as pq
 
         s = self.shard

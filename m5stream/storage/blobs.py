@@ -30,8 +30,10 @@ from typing import NamedTuple
 
 from .._cache import cache_dir, stamp_key
 from .._pools import process_pool
+from ..errors import StateMismatch
+from .iostats import io_counters, io_delta
 from .local import LocalFile
-from .s3 import S3Config, client, io_counters, io_delta, parse_s3_uri
+from .s3 import S3Config, client, parse_s3_uri
 
 __all__ = ["ShardMap", "is_s3", "local_shard", "read_object", "shard_map", "start_shard_map"]
 
@@ -124,8 +126,6 @@ def local_shard(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> 
 
 def _check_size(got: int, size: int, uri: str) -> None:
     if got != size:
-        from ..errors import StateMismatch
-
         raise StateMismatch(
             f"object is {got} bytes, the manifest says {size}: it changed since the manifest "
             "was made",

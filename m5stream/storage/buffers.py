@@ -17,8 +17,9 @@ own) of free buffers between units and loaders, as an allocator keeps its arenas
 from __future__ import annotations
 
 import mmap
-import os
 import threading
+
+from .._fork import on_fork_in_child
 
 __all__ = ["BufferPool", "range_buffers"]
 
@@ -98,9 +99,7 @@ def range_buffers() -> BufferPool:
     return _POOL
 
 
+@on_fork_in_child
 def _reset_after_fork() -> None:
     global _POOL
     _POOL = BufferPool()  # the parent's lock may have been held across the fork
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)

@@ -2,8 +2,8 @@
 
 One client per process, created on first use. A forked child makes its own: the CRT runs
 native threads that a fork does not copy, so the parent's clients are left unused there, and
-never destroyed (``os.register_at_fork``; see :func:`_forget_clients`). Workers are started
-with forkserver anyway, so each makes its own.
+never destroyed (an at-fork reset registered with :mod:`m5stream._fork`; see
+:func:`_forget_clients`). Workers are started with forkserver anyway, so each makes its own.
 
 Configuration (:class:`S3Config`, or the environment): endpoint from ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL`` (custom endpoints are addressed path-style: ``/bucket/key``), region from
@@ -19,6 +19,7 @@ names bucket, key and byte range and never a credential.
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import random
 import threading
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import quote, urlparse
 
+from .._fork import on_fork_in_child
 from ..errors import (
     ConfigError,
     CorruptData,
@@ -37,63 +39,17 @@ from ..errors import (
     PermissionDenied,
     StateMismatch,
 )
+from .iostats import count_bytes, count_request
 
 __all__ = [
     "ObjectInfo",
     "S3Client",
     "S3Config",
     "client",
-    "io_counters",
-    "io_delta",
     "parse_s3_uri",
 ]
 
 MiB = 1 << 20
-
-# Requests made by the calling thread, by operation, and body bytes received: a worker reports
-# the delta of each batch and the loader sums them into ``stats["s3"]`` (e.g. to check that a
-# partition filter really read fewer objects). Per thread, so that a background prefetch
-# thread's requests are not counted twice. Counted once per request sent, retries included.
-_IO = threading.local()
-
-
-def _counters() -> dict[str, int]:
-    d: dict[str, int] | None = getattr(_IO, "d", None)
-    if d is None:
-        d = _IO.d = {}
-    return d
-
-
-def _add(name: str, n: int) -> None:
-    d = _counters()
-    d[name] = d.get(name, 0) + n
-    _IO.n = getattr(_IO, "n", 0) + 1  # what io_changes() reports
-
-
-def _count(operation: str) -> None:
-    _add(operation, 1)
-
-
-def _count_bytes(nbytes: int) -> None:
-    _add("bytes", nbytes)
-
-
-def io_counters() -> dict[str, int]:
-    """A copy of the calling thread's S3 counters: requests per operation, plus ``bytes``."""
-    return dict(_counters())
-
-
-def io_delta(before: dict[str, int], after: dict[str, int] | None = None) -> dict[str, int]:
-    """``after - before`` of two :func:`io_counters` snapshots (``after``: now); zeros left out."""
-    now = io_counters() if after is None else after
-    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
-
-
-def io_changes() -> int:
-    """A number that changes whenever the calling thread's counters do: a per-batch caller
-    compares it instead of copying the counters when nothing was requested."""
-    n: int = getattr(_IO, "n", 0)
-    return n
 
 
 @dataclass(frozen=True)
@@ -188,6 +144,8 @@ class S3Client:
     """A thin, blocking-call facade over ``awscrt.s3.S3Client`` (see module docstring)."""
 
     def __init__(self, config: S3Config | None = None) -> None:
+        # awscrt (the [s3] extra; native threads) is loaded by the first client, so local
+        # sources and an import of m5stream need none of it
         from awscrt.auth import AwsCredentialsProvider
         from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
         from awscrt.s3 import S3Client as CrtS3Client
@@ -250,9 +208,7 @@ class S3Client:
         With ``into``, body bytes go straight into that buffer: the CRT reports each chunk's
         offset in the object, so ``into_base`` (the range start) is subtracted.
         """
-        import io
-
-        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.http import HttpHeaders, HttpRequest  # awscrt: see __init__
         from awscrt.s3 import S3RequestType
 
         host, path = self._target(bucket, key, query)
@@ -292,11 +248,11 @@ class S3Client:
                 time.sleep(min(5.0, 0.1 * 2**attempt) * (0.5 + random.random()))
                 continue
             finally:
-                _count(operation)
+                count_request(operation)
             if received is not None:
                 received[0] = resp.received
             if resp.received:
-                _count_bytes(resp.received)
+                count_bytes(resp.received)
             return resp.status, resp.headers, resp.body()
 
     @staticmethod
@@ -388,7 +344,7 @@ class S3Client:
         start, bytes where they are collected. A range item may carry a sixth element, a
         writable buffer of ``length`` bytes: the body is written straight into it (no copy)
         and that buffer is the item's result."""
-        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.http import HttpHeaders, HttpRequest  # awscrt: see __init__
         from awscrt.s3 import S3RequestType
 
         started = []
@@ -410,7 +366,7 @@ class S3Client:
                 on_headers=resp.on_headers,
                 on_body=resp.on_body,
             )
-            _count("GetObject")
+            count_request("GetObject")
             started.append((req, resp))
         return lambda: self._collect(items, started)
 
@@ -421,7 +377,7 @@ class S3Client:
         for item, (req, resp) in zip(items, started):
             try:
                 req.finished_future.result(self.config.timeout)
-                _count_bytes(resp.received)
+                count_bytes(resp.received)
                 if resp.into is not None:
                     if resp.received != len(resp.into):
                         raise ValueError("short read")
@@ -454,7 +410,7 @@ class S3Client:
         self._request(
             "GET", bucket, key, headers=headers, recv_filepath=path, operation="GetObject"
         )
-        _count_bytes(os.path.getsize(path))
+        count_bytes(os.path.getsize(path))
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         _, headers, _ = self._request("HEAD", bucket, key, operation="HeadObject")
@@ -514,6 +470,7 @@ def client(config: S3Config | None = None) -> S3Client:
         return c
 
 
+@on_fork_in_child
 def _forget_clients() -> None:
     """In a forked child: the parent's clients are unusable (the CRT's event-loop threads did
     not survive the fork) and are never destroyed either - their native teardown waits on
@@ -522,6 +479,3 @@ def _forget_clients() -> None:
     for c in _CLIENTS.values():
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(c))
     _CLIENTS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_clients)

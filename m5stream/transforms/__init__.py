@@ -17,8 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from .._native.sampler import mix as _mix
-from .base import ARTIFACT_FORMAT, ARTIFACT_VERSION, Compose, Transform, from_json, load
+from .._native import sampler as _sampler
+from .base import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    Compose,
+    LazyValue,
+    Transform,
+    from_json,
+    load,
+    materialize,
+)
 from .image import (
     CenterCrop,
     DecodeImage,
@@ -28,7 +37,6 @@ from .image import (
     RandomResizedCrop,
     Resize,
     ToCHW,
-    materialize,
 )
 from .text import Cast, PackTokens, SelectColumns, Tokenize
 
@@ -40,6 +48,7 @@ __all__ = [
     "Compose",
     "DecodeImage",
     "LazyImage",
+    "LazyValue",
     "Normalize",
     "PackTokens",
     "RandomHorizontalFlip",
@@ -64,8 +73,8 @@ TransformFn = Callable[..., Sample]
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The random generator of one sample in one epoch (Philox keyed by all three)."""
-    a = _mix(_mix(seed & _M64) ^ (epoch & _M64))
-    b = _mix(a ^ (index & _M64))
+    a = _sampler.mix(_sampler.mix(seed & _M64) ^ (epoch & _M64))
+    b = _sampler.mix(a ^ (index & _M64))
     return np.random.Generator(np.random.Philox(key=[a, b]))
 
 

@@ -8,6 +8,10 @@ and never contains pickled code, so a serving container can load it with this pa
 Randomness: ``__call__(sample, rng=None)``. The loader passes a generator keyed by
 ``(seed, epoch, sample index)``; called without one (inference), random transforms take their
 documented eval behaviour (see each class).
+
+Deferred values: a transform may leave a :class:`LazyValue` in a sample (an image whose pixels
+are made later, straight into their destination); :func:`materialize` turns every one into
+its array. This module knows no kind of transform: the image and text modules build on it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,41 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "Compose", "Transform", "from_json", "load"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
+    "Compose",
+    "LazyValue",
+    "Transform",
+    "from_json",
+    "load",
+    "materialize",
+]
 
 ARTIFACT_FORMAT = "m5stream.transforms"
 ARTIFACT_VERSION = 1
 _REGISTRY: dict[str, type[Transform]] = {}
 
 Sample = dict[str, Any]
+
+
+class LazyValue:
+    """A sample field whose value is made on demand (e.g. ``image.LazyImage``). A plain base
+    class rather than an ABC, because :func:`materialize` checks every field of every sample
+    with ``isinstance``."""
+
+    __slots__ = ()
+
+    def materialize(self) -> Any:
+        raise NotImplementedError
+
+
+def materialize(sample: Sample) -> Sample:
+    """Replace every :class:`LazyValue` of ``sample`` by its value (in place; returned)."""
+    for k, v in list(sample.items()):
+        if isinstance(v, LazyValue):
+            sample[k] = v.materialize()
+    return sample
 
 
 class Transform:
@@ -101,8 +133,6 @@ class Compose(Transform):
         for t in self.transforms:
             sample = t(sample, rng)
         if not defer:
-            from .image import materialize
-
             sample = materialize(sample)
         return sample
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._native import imgops
 from ..errors import CorruptData
-from .base import Sample, Transform
+from .base import LazyValue, Sample, Transform
 
 __all__ = [
     "CenterCrop",
@@ -42,14 +42,13 @@ __all__ = [
     "RandomResizedCrop",
     "Resize",
     "ToCHW",
-    "materialize",
 ]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
 
 
-class LazyImage:
+class LazyImage(LazyValue):
     """An image and the plan that will turn it into the output array."""
 
     __slots__ = (
@@ -167,14 +166,6 @@ class LazyImage:
         return out
 
 
-def materialize(sample: Sample) -> Sample:
-    """Replace every :class:`LazyImage` of ``sample`` by its numpy array."""
-    for k, v in list(sample.items()):
-        if isinstance(v, LazyImage):
-            sample[k] = v.materialize()
-    return sample
-
-
 def _lazy(sample: Sample, key: str | None, op: str) -> LazyImage:
     if key is None:  # the sample's one decoded image
         found = [k for k, v in sample.items() if isinstance(v, LazyImage)]
@@ -288,7 +279,7 @@ class DecodeImage(Transform):
 
     def _pillow(self, data: bytes, key: str) -> np.ndarray:
         try:
-            from PIL import Image, ImageOps
+            from PIL import Image, ImageOps  # optional: only non-JPEG images need Pillow
         except ImportError:
             raise CorruptData(
                 "not a JPEG, and Pillow is not installed for other formats", key=key

@@ -61,7 +61,7 @@ class Tokenize(Transform):
     def _tokenizer(self) -> Any:
         if self._tok is None:
             try:
-                from tokenizers import Tokenizer
+                from tokenizers import Tokenizer  # optional: the [text] extra
             except ImportError:
                 raise ImportError(
                     "Tokenize(tokenizer_file=...) needs the 'tokenizers' "

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Dataset
-from ..storage.s3 import io_counters, io_delta
+from ..storage.iostats import io_counters, io_delta
 from ..transforms import TransformFn, apply_transform
 from .protocol import ErrorInfo
 

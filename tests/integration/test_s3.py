@@ -200,7 +200,7 @@ def test_manifest_is_listed_once(
     def no_listing(*a: object, **k: object) -> None:
         raise AssertionError("listed again")
 
-    monkeypatch.setattr(sys.modules["m5stream.dataset"], "list_s3", no_listing)
+    monkeypatch.setattr(sys.modules["m5stream.catalog.build"], "list_s3", no_listing)
     monkeypatch.setenv("RANK", "3")
     again = m5.dataset(src, manifest=path)
     assert again.fingerprint == first.fingerprint and np.array_equal(
@@ -298,7 +298,7 @@ def test_a_shard_is_downloaded_once_by_concurrent_callers(
 ) -> None:
     from m5stream._cache import stamp_key
     from m5stream.storage.blobs import local_shard
-    from m5stream.storage.s3 import io_counters, io_delta
+    from m5stream.storage.iostats import io_counters, io_delta
 
     monkeypatch.setenv("M5STREAM_CACHE", str(tmp_path / "cache"))
     body = np.random.default_rng(5).bytes(3 << 20)
@@ -439,7 +439,7 @@ def test_faults_change_nothing(s3_endpoint: str) -> None:
 def test_retries_are_for_faults_only(s3_endpoint: str, tmp_path: Path) -> None:
     """A definite answer (404, 412) is final after one request; a fault that persists is
     tried ``retries`` more times, then raised naming bucket, key and byte range."""
-    from m5stream.storage.s3 import io_counters, io_delta
+    from m5stream.storage.iostats import io_counters, io_delta
     from tests.integration.faultproxy import FaultProxy
 
     c = s3.client()
