@@ -241,8 +241,8 @@ def write_rows(
 def write_columns(batch: dict[str, Any], slot: np.ndarray) -> tuple[SlotLayout, int]:
     """Write an already batched dict (a batch transform's output, or a batch read column-wise)
     into ``slot``: numpy arrays and Arrow text columns (offsets + bytes, see
-    ``m5stream.batches.columns``) go to the slot (inline when it is too small), anything else travels
-    as an object."""
+    :mod:`m5stream.batches.columns`) go to the slot (inline when it is too small), anything
+    else travels as an object."""
     texts = {k: v.parts() for k, v in batch.items() if isinstance(v, TextColumn)}
     arrays = {k: v for k, v in batch.items() if isinstance(v, np.ndarray) and k != "__index__"}
     needed = sum(aligned(v.nbytes) for v in arrays.values())
