@@ -51,7 +51,7 @@ _THREADS = 16
 
 def _pool() -> ThreadPoolExecutor:
     """Threads for Glue and listing calls made side by side (kept for the process: a
-    resolution takes ~30 ms, and a pool of its own would start its threads every time)."""
+    resolution is a few short calls, and a pool of its own would start threads every time)."""
     return process_pool("m5-glue", _THREADS)
 
 

@@ -10,9 +10,8 @@ lock of a process that dies, so a crash never blocks the rest).
 
 A reader that stays in one process (the Loader's block path) can skip the disk instead:
 :func:`shard_map` maps a cached copy when there is one and otherwise downloads the shard into
-an anonymous memory file - on a disk slower than the network (230 MB/s of file writes at ~4
-CPU s/GB of kernel time on this project's machines, against ~1,700 MB/s into memory) the
-disk cache is what limits the read. Raw objects are read with one GET each, conditional on
+an anonymous memory file: where disk writes are slower than the network, the disk cache is
+what limits the read. Raw objects are read with one GET each, conditional on
 the manifest's ETag.
 """
 

@@ -198,7 +198,7 @@ class DecodeImage(Transform):
     JPEG goes to the native decoder; other formats to Pillow. Images with more than
     ``max_pixels`` pixels are refused (decompression bombs) with an error naming the sample.
     ``dct_scaling=False`` always decodes at full resolution (slower, exact Pillow parity).
-    ``fast=True`` uses the fast integer IDCT and plain chroma upsampling (~25% faster JPEG
+    ``fast=True`` uses the fast integer IDCT and plain chroma upsampling (faster JPEG
     decoding; pixels within a few levels of Pillow's, the choice simplejpeg's fastdct and
     fastupsample make). Whatever is chosen is part of the artifact, so serving decodes the
     same way.
