@@ -26,7 +26,6 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import quote, urlparse
 
@@ -40,6 +39,8 @@ from ..errors import (
     StateMismatch,
 )
 from .iostats import count_bytes, count_request
+from .s3config import ObjectInfo, S3Config, parse_s3_uri
+from .s3response import RETRYABLE_CODES, Response, error_code
 
 __all__ = [
     "ObjectInfo",
@@ -48,96 +49,6 @@ __all__ = [
     "client",
     "parse_s3_uri",
 ]
-
-MiB = 1 << 20
-
-
-@dataclass(frozen=True)
-class S3Config:
-    """How to reach S3. ``None`` fields come from the environment (see module docstring)."""
-
-    endpoint: str | None = None
-    region: str | None = None
-    part_size: int = 8 * MiB
-    throughput_target_gbps: float = 10.0
-    #: attempts of ours after the CRT's own retries, for errors worth retrying
-    retries: int = 3
-    timeout: float = 300.0
-
-    def resolved(self) -> S3Config:
-        env = os.environ
-        endpoint = self.endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-        region = self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        return replace(self, endpoint=endpoint or None, region=region or "us-east-1")
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``(bucket, key)`` of ``s3://bucket/key``. The key is everything after the bucket's
-    slash: an S3 key may hold ``?`` and ``#``, which a URL parser would cut off as a query
-    or a fragment."""
-    bucket, _, key = uri[5:].partition("/") if uri.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise ConfigError("not an s3://bucket/key URI", uri=uri)
-    return bucket, key.lstrip("/")
-
-
-def _error_code(body: bytes | None) -> str:
-    if not body:
-        return ""
-    try:
-        code = ET.fromstring(body).find("Code")
-        return code.text or "" if code is not None else ""
-    except ET.ParseError:
-        return ""
-
-
-_RETRYABLE_CODES = {
-    "SlowDown",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-}
-
-
-class _Response:
-    """Collects one response; the CRT calls these from its own threads."""
-
-    def __init__(self, into: bytearray | memoryview | None, into_base: int) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.chunks: list[tuple[int, bytes]] = []
-        self.received = 0
-        self.into = into
-        self.into_base = into_base
-        self.lock = threading.Lock()
-
-    def on_headers(self, status_code: int, headers: list[tuple[str, str]], **kw: Any) -> None:
-        self.status = status_code
-        self.headers.update({k.lower(): v for k, v in headers})
-
-    def on_body(self, chunk: Any, offset: int, **kw: Any) -> None:
-        n = len(chunk)
-        if self.into is not None:  # straight into the caller's buffer, at its offset
-            pos = offset - self.into_base
-            self.into[pos : pos + n] = chunk
-            with self.lock:
-                self.received += n
-        else:
-            with self.lock:
-                self.chunks.append((offset, bytes(chunk)))
-                self.received += n
-
-    def body(self) -> bytes:
-        return b"".join(c for _, c in sorted(self.chunks))
 
 
 class S3Client:
@@ -224,7 +135,7 @@ class S3Client:
             elif send_filepath is not None:
                 hdrs.add("content-length", str(os.path.getsize(send_filepath)))
             req = HttpRequest(method, path, hdrs, io.BytesIO(body) if body is not None else None)
-            resp = _Response(into, into_base)
+            resp = Response(into, into_base)
             kwargs: dict[str, Any] = {"type": kind, "request": req, "on_headers": resp.on_headers}
             if kind == S3RequestType.DEFAULT:
                 kwargs["operation_name"] = operation
@@ -259,7 +170,7 @@ class S3Client:
     def _error(exc: Exception, uri: str, byte_range: str | None, operation: str) -> M5Error | None:
         """The m5stream error for a failed request; ``None`` when it is worth retrying."""
         status = getattr(exc, "status_code", None)
-        code = _error_code(getattr(exc, "body", None))
+        code = error_code(getattr(exc, "body", None))
         what = f"S3 {operation} failed" + (
             f": {status} {code}".rstrip()
             if status
@@ -275,7 +186,7 @@ class S3Client:
             )
         if status in (401, 403):
             return PermissionDenied(what, uri=uri, byte_range=byte_range)
-        if status is None or status >= 500 or status == 429 or code in _RETRYABLE_CODES:
+        if status is None or status >= 500 or status == 429 or code in RETRYABLE_CODES:
             return None  # connection-level failures and server errors: try again
         return M5Error(what, uri=uri, byte_range=byte_range)
 
@@ -359,7 +270,7 @@ class S3Client:
                 base, length = item[3], item[4]
                 hdrs.add("range", f"bytes={base}-{base + length - 1}")
                 into = item[5] if len(item) == 6 else bytearray(length)
-            resp = _Response(into, base)
+            resp = Response(into, base)
             req = self._crt.make_request(
                 type=S3RequestType.GET_OBJECT,
                 request=HttpRequest("GET", path, hdrs),

@@ -1,48 +1,18 @@
-"""Image transforms, executed as one fused native call per image.
-
-``DecodeImage`` does not decode: it reads the header and puts a :class:`LazyImage` in the
-sample. ``Resize``, ``CenterCrop``, ``RandomResizedCrop`` and ``RandomHorizontalFlip`` only
-update the lazy image's plan - a crop box in the original (EXIF-oriented) pixel grid, an output
-size and a flip flag - and ``Normalize``/``ToCHW`` choose the output layout. The pixels are made
-once, by ``m5stream._native.imgops``: for JPEG, decode of just the box at the smallest DCT scale
-that covers the output, Pillow-exact bilinear resampling, flip, normalisation, written straight
-into the destination (a row of a shared-memory batch slot in the loader). Other formats are
-decoded by Pillow (pillow-simd where installed) and go through the same resample/write kernel.
-
-Semantics (what a reference built from Pillow and torchvision's algorithms gives, see
-``reference.py``): geometry follows torchvision - ``Resize(int)`` scales the shorter side,
-``CenterCrop`` rounds offsets like torchvision, ``RandomResizedCrop`` uses torchvision's
-``get_params`` with the per-sample generator - and a crop followed by a resize resamples the
-crop box with edges clamped at the box, as ``crop().resize()`` does.
-
-Eval behaviour (no ``rng``, i.e. at inference): ``RandomResizedCrop`` takes the same fallback
-as torchvision's out-of-tries case - a centre crop of the largest box with an allowed aspect
-ratio - resized to the output; ``RandomHorizontalFlip`` does not flip. Prefer an explicit eval
-pipeline (``Resize`` + ``CenterCrop``).
-"""
+"""``DecodeImage`` and the :class:`LazyImage` it puts in a sample: the header read now, the
+pixels made later, once, by one fused native call (see :mod:`m5stream.transforms.image`)."""
 
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 
 import numpy as np
 
-from .._native import imgops
-from ..errors import CorruptData
-from .base import LazyValue, Sample, Transform
+from ..._native import imgops
+from ...errors import CorruptData
+from ..base import LazyValue, Sample, Transform
 
-__all__ = [
-    "CenterCrop",
-    "DecodeImage",
-    "LazyImage",
-    "Normalize",
-    "RandomHorizontalFlip",
-    "RandomResizedCrop",
-    "Resize",
-    "ToCHW",
-]
+__all__ = ["DecodeImage", "LazyImage", "lazy_image", "size_pair"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit
@@ -166,7 +136,7 @@ class LazyImage(LazyValue):
         return out
 
 
-def _lazy(sample: Sample, key: str | None, op: str) -> LazyImage:
+def lazy_image(sample: Sample, key: str | None, op: str) -> LazyImage:
     if key is None:  # the sample's one decoded image
         found = [k for k, v in sample.items() if isinstance(v, LazyImage)]
         if len(found) != 1:
@@ -184,7 +154,7 @@ def _lazy(sample: Sample, key: str | None, op: str) -> LazyImage:
     return v
 
 
-def _size_pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+def size_pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """torchvision's (h, w) convention for crop sizes."""
     if isinstance(size, int):
         return size, size
@@ -295,192 +265,3 @@ class DecodeImage(Transform):
             raise CorruptData(
                 f"cannot decode field {self.key!r} as an image: {exc}", key=key
             ) from None
-
-
-class Resize(Transform):
-    """torchvision ``Resize``: an int scales the shorter side to it (aspect kept, like
-    torchvision: the longer side is ``int(size * long / short)``); ``(h, w)`` is exact."""
-
-    def __init__(self, size: int | tuple[int, int] | list[int], key: str | None = None) -> None:
-        self.size = size if isinstance(size, int) else tuple(size)
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {
-            "size": self.size if isinstance(self.size, int) else list(self.size),
-            "key": self.key,
-        }
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "Resize")
-        w, h = img.size
-        if isinstance(self.size, int):
-            if w <= h:
-                nw, nh = self.size, int(self.size * h / w)
-            else:
-                nw, nh = int(self.size * w / h), self.size
-        else:
-            nh, nw = self.size
-        img.resize(nw, nh)
-        return sample
-
-
-class CenterCrop(Transform):
-    """torchvision ``CenterCrop`` (offsets ``round((W - w) / 2)``); the crop must fit."""
-
-    def __init__(self, size: int | tuple[int, int] | list[int], key: str | None = None) -> None:
-        self.size = _size_pair(size)
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {"size": list(self.size), "key": self.key}
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "CenterCrop")
-        ch, cw = self.size
-        w, h = img.size
-        if cw > w or ch > h:
-            raise CorruptData(
-                f"CenterCrop({ch}x{cw}) is larger than the {h}x{w} image", key=img.key
-            )
-        img.crop(int(round((w - cw) / 2.0)), int(round((h - ch) / 2.0)), cw, ch)
-        return sample
-
-
-def rrc_params(
-    width: int,
-    height: int,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-    rng: np.random.Generator | None,
-) -> tuple[int, int, int, int]:
-    """torchvision ``RandomResizedCrop.get_params`` -> (top, left, h, w) with our generator.
-
-    Without ``rng`` (eval) it returns torchvision's fallback centre crop.
-    """
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    if rng is not None:
-        for _ in range(10):
-            target_area = area * rng.uniform(scale[0], scale[1])
-            aspect = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
-            w = int(round(math.sqrt(target_area * aspect)))
-            h = int(round(math.sqrt(target_area / aspect)))
-            if 0 < w <= width and 0 < h <= height:
-                top = int(rng.integers(0, height - h + 1))
-                left = int(rng.integers(0, width - w + 1))
-                return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w = width
-        h = int(round(w / min(ratio)))
-    elif in_ratio > max(ratio):
-        h = height
-        w = int(round(h * max(ratio)))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
-class RandomResizedCrop(Transform):
-    """torchvision ``RandomResizedCrop`` (bilinear) with the per-sample generator."""
-
-    wants_rng = True
-
-    def __init__(
-        self,
-        size: int | tuple[int, int] | list[int],
-        scale: tuple[float, float] | list[float] = (0.08, 1.0),
-        ratio: tuple[float, float] | list[float] = (3 / 4, 4 / 3),
-        key: str | None = None,
-    ) -> None:
-        self.size = _size_pair(size)
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.ratio = (float(ratio[0]), float(ratio[1]))
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {
-            "size": list(self.size),
-            "scale": list(self.scale),
-            "ratio": list(self.ratio),
-            "key": self.key,
-        }
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "RandomResizedCrop")
-        w, h = img.size
-        top, left, ch, cw = rrc_params(w, h, self.scale, self.ratio, rng)
-        img.crop(left, top, cw, ch)
-        img.resize(self.size[1], self.size[0])
-        return sample
-
-
-class RandomHorizontalFlip(Transform):
-    """Flip with probability ``p`` (never without ``rng``, i.e. at inference)."""
-
-    wants_rng = True
-
-    def __init__(self, p: float = 0.5, key: str | None = None) -> None:
-        self.p = float(p)
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {"p": self.p, "key": self.key}
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "RandomHorizontalFlip")
-        if rng is not None and rng.random() < self.p:
-            img.flip = not img.flip
-        return sample
-
-
-class Normalize(Transform):
-    """``(x / 255 - mean) / std`` per channel, output CHW ``float32`` or ``float16``."""
-
-    def __init__(
-        self,
-        mean: tuple[float, ...] | list[float] = (0.485, 0.456, 0.406),
-        std: tuple[float, ...] | list[float] = (0.229, 0.224, 0.225),
-        dtype: str = "float32",
-        key: str | None = None,
-    ) -> None:
-        if dtype not in ("float32", "float16"):
-            raise ValueError("dtype must be 'float32' or 'float16'")
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError("mean and std need 3 values (RGB)")
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        self.dtype = dtype
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "dtype": self.dtype,
-            "key": self.key,
-        }
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "Normalize")
-        img.mode = "f32_chw" if self.dtype == "float32" else "f16_chw"
-        img.dtype = np.dtype(self.dtype)
-        img.mean, img.std = self.mean, self.std
-        return sample
-
-
-class ToCHW(Transform):
-    """uint8 output in CHW layout (default output is uint8 HWC)."""
-
-    def __init__(self, key: str | None = None) -> None:
-        self.key = key
-
-    def args(self) -> dict[str, Any]:
-        return {"key": self.key}
-
-    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        img = _lazy(sample, self.key, "ToCHW")
-        img.mode = "u8_chw"
-        img.dtype = np.dtype(np.uint8)
-        return sample
