@@ -27,7 +27,7 @@ import torch.utils.data
 from .dataset import Dataset, dataset
 from .device import DeviceLoader, StaticShapes
 from .errors import ConfigError
-from .loader import Loader
+from .loader import Loader, _resolve_rank
 from .sampling import Order, batch_indices, steps_per_epoch
 from .workers.task import load_samples
 
@@ -111,8 +111,9 @@ class IterableDataset(torch.utils.data.IterableDataset):
     # -- sample mode: this torch worker's share of the global steps
     def _iter_samples(self, info: Any) -> Iterator[dict[str, Any]]:
         kw = self.kwargs
-        world_size = int(kw.get("world_size") or 1)
-        rank = int(kw.get("rank") or 0)
+        # the Loader's resolution: under torchrun without an explicit rank, each rank takes
+        # its share of every global step (a torch worker inherits RANK/WORLD_SIZE)
+        rank, world_size = _resolve_rank(kw.get("rank"), kw.get("world_size"))
         seed = int(kw.get("seed", 0))
         order = Order(
             self.ds.manifest.counts,
