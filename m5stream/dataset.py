@@ -10,10 +10,11 @@ them, so workers never share file descriptors.
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,14 @@ import numpy as np
 
 from .catalog.glue import GlueTable, glue_manifest, partition_value
 from .catalog.manifest import Manifest
-from .catalog.resolve import list_local
-from .catalog.s3list import list_s3
+from .catalog.resolve import list_files, list_local
+from .catalog.s3list import head_s3, list_s3
 from .columns import ColumnBlock, Keys, concat, settle
 from .errors import ConfigError, CorruptData, M5Error, NotFound
 from .formats import Format, Sample, ShardReader, detect_format, get_format
 from .formats.synthetic import synthetic_manifest
 from .storage.local import stat_local
-from .storage.s3 import S3Config
+from .storage.s3 import S3Config, parse_s3_uri
 
 __all__ = ["Dataset", "dataset"]
 
@@ -38,7 +39,7 @@ _OPEN_READERS = 32
 
 
 def dataset(
-    source: str | Manifest | GlueTable,
+    source: str | Sequence[str | os.PathLike[str]] | Manifest | GlueTable,
     *,
     format: str | None = None,
     columns: list[str] | None = None,
@@ -53,7 +54,10 @@ def dataset(
     ``s3://bucket/...`` (a prefix ending in ``/`` is listed), a
     ``synthetic://N?shard_size=S`` URI, a Glue Data Catalog table
     (``glue://DATABASE/TABLE[?catalog_id=...&region=...]`` or :class:`GlueTable`), or an
-    already built :class:`Manifest`.
+    already built :class:`Manifest`. A list (or tuple) of local file paths, or of ``s3://``
+    object URIs, of one format is the dataset of those shards in that order (each taken
+    literally: no pattern, no directory or prefix); its manifest's ``source`` is the list as
+    JSON.
 
     ``columns`` projects fields (Parquet reads only those column chunks). ``where`` filters the
     partitions of a Glue table (a Glue partition expression, e.g. ``"dt >= '2024-01-01'"``,
@@ -84,8 +88,18 @@ def dataset(
         path = source
         resolve = lambda: _resolve(path, format, columns, s3, options)  # noqa: E731
         uri = source
+    elif isinstance(source, (list, tuple)):
+        if where is not None:
+            raise ConfigError("where= filters the partitions of glue:// tables only")
+        paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in source]
+        if not all(isinstance(p, str) and p for p in paths):
+            raise ConfigError("a list source holds non-empty paths or s3:// URIs (strings)")
+        uri = json.dumps(paths)
+        resolve = lambda: _resolve_list(uri, paths, format, columns, s3, options)  # noqa: E731
     else:
-        raise ConfigError("source must be a non-empty string, a GlueTable or a Manifest")
+        raise ConfigError(
+            "source must be a non-empty string, a list of paths, a GlueTable or a Manifest"
+        )
     if manifest is not None:
         return Dataset(_shared_manifest(uri, Path(manifest), resolve), s3)
     return Dataset(resolve(), s3)
@@ -131,6 +145,61 @@ def _resolve(
         objects = [(f, *stat_local(f)) for f in files]
     else:
         raise ConfigError(f"unsupported URI scheme {scheme!r}", uri=source)
+    return _manifest_of(source, root, objects, format, columns, s3, format_options)
+
+
+def _resolve_list(
+    source: str,
+    paths: list[str],
+    format: str | None,
+    columns: list[str] | None,
+    s3: S3Config | None = None,
+    format_options: dict[str, Any] | None = None,
+) -> Manifest:
+    """The manifest of the files or objects ``paths`` names, in that order (``source``: the
+    list as the manifest records it)."""
+    if not paths:
+        raise ConfigError("a list source is empty: name at least one file or object")
+    schemes = {p.split("://", 1)[0] if "://" in p else "" for p in paths}
+    bad = sorted(schemes - {"", "file", "s3"})
+    if bad:
+        raise ConfigError(f"unsupported URI scheme {bad[0]!r} in a list source")
+    if "s3" in schemes and len(schemes) > 1:
+        raise ConfigError("a list source mixes local paths and s3:// URIs")
+    remote = "s3" in schemes
+    if not remote:
+        paths = [p[len("file://") :] if p.startswith("file://") else p for p in paths]
+    # a shard listed twice would be read twice per epoch: surely a mistake in the list
+    seen: set[str] = set()
+    for p in paths:
+        name = (
+            "s3://{}/{}".format(*parse_s3_uri(p))
+            if remote
+            else os.path.abspath(os.path.expanduser(p))
+        )
+        if name in seen:
+            raise ConfigError(f"a list source names {name!r} more than once", uri=p)
+        seen.add(name)
+    objects: list[tuple[str, int, str]]
+    if remote:
+        root, objects = head_s3(paths, s3)
+    else:
+        root, files = list_files(paths)
+        objects = [(f, *stat_local(f)) for f in files]
+    return _manifest_of(source, root, objects, format, columns, s3, format_options)
+
+
+def _manifest_of(
+    source: str,
+    root: str,
+    objects: list[tuple[str, int, str]],
+    format: str | None,
+    columns: list[str] | None,
+    s3: S3Config | None,
+    format_options: dict[str, Any] | None,
+) -> Manifest:
+    """The manifest of resolved ``objects``: their format (given or from the suffixes), the
+    validated format options, every shard counted."""
     fmt_name = format or detect_format([o[0] for o in objects])
     fmt = get_format(fmt_name)
     options: dict[str, Any] = dict(format_options or {})

@@ -126,7 +126,7 @@ class Loader:
 
     def __init__(
         self,
-        ds: Dataset | str,
+        ds: Dataset | str | list[str] | tuple[str, ...],
         batch_size: int,
         *,
         transform: TransformFn | None = None,
@@ -148,10 +148,10 @@ class Loader:
         start_method: str | None = None,
         columnar_reads: str = "threads",
     ) -> None:
-        if isinstance(ds, str):
+        if isinstance(ds, (str, list, tuple)):
             ds = dataset(ds)
         if not isinstance(ds, Dataset):
-            raise ConfigError("Loader needs an m5stream Dataset or a source string")
+            raise ConfigError("Loader needs an m5stream Dataset, a source string or a list")
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive int, not {batch_size!r}")
         if num_workers < 0:
