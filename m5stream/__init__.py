@@ -34,6 +34,9 @@ from .storage.s3 import S3Config
 __version__ = "0.1.0"
 
 _LAZY = {"Loader": "loader", "write_shards": "writer"}
+#: submodules reachable as ``m5stream.NAME`` without importing them first (``torch`` imports
+#: PyTorch, ``checkpoint`` only when it saves or loads)
+_SUBMODULES = ("checkpoint", "torch", "transforms")
 
 __all__ = [
     "ConfigError",
@@ -53,15 +56,19 @@ __all__ = [
     "WorkerDied",
     "WorkerError",
     "__version__",
+    "checkpoint",
     "dataset",
     "transforms",
     "write_shards",
 ]
+# Not "torch": ``from m5stream import *`` gets every name in __all__, through __getattr__, so
+# listing it would import PyTorch on a star import; ``m5stream.torch`` stays reachable lazily.
 
 
 def __getattr__(name: str) -> Any:
-    if name == "transforms":
-        return importlib.import_module(".transforms", __name__)
+    if name in _SUBMODULES:
+        # importing the submodule also binds it as this package's attribute
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'm5stream' has no attribute {name!r}")
@@ -71,10 +78,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})
 
 
 if TYPE_CHECKING:
-    from . import transforms
+    from . import checkpoint, transforms
+    from . import torch as torch  # re-exported, but not in __all__ (see above)
     from .loader import Loader
     from .writer import write_shards

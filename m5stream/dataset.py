@@ -14,9 +14,10 @@ registry to count shards with; samples are read through the formats' shard reade
 from __future__ import annotations
 
 import bisect
+import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ _OPEN_READERS = 32
 
 
 def dataset(
-    source: str | Manifest | GlueTable,
+    source: str | Sequence[str | os.PathLike[str]] | Manifest | GlueTable,
     *,
     format: str | None = None,
     columns: list[str] | None = None,
@@ -54,7 +55,10 @@ def dataset(
     ``s3://bucket/...`` (a prefix ending in ``/`` is listed), a
     ``synthetic://N?shard_size=S`` URI, a Glue Data Catalog table
     (``glue://DATABASE/TABLE[?catalog_id=...&region=...]`` or :class:`GlueTable`), or an
-    already built :class:`Manifest`.
+    already built :class:`Manifest`. A list (or tuple) of local file paths, or of ``s3://``
+    object URIs, of one format is the dataset of those shards in that order (each taken
+    literally: no pattern, no directory or prefix); its manifest's ``source`` is the list as
+    JSON.
 
     ``columns`` projects fields (Parquet reads only those column chunks). ``where`` filters the
     partitions of a Glue table (a Glue partition expression, e.g. ``"dt >= '2024-01-01'"``,
@@ -87,8 +91,20 @@ def dataset(
         path = source
         resolve = lambda: _resolve(path, format, columns, s3, options)  # noqa: E731
         uri = source
+    elif isinstance(source, (list, tuple)):
+        if where is not None:
+            raise ConfigError("where= filters the partitions of glue:// tables only")
+        paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in source]
+        if not all(isinstance(p, str) and p for p in paths):
+            raise ConfigError("a list source holds non-empty paths or s3:// URIs (strings)")
+        uri = json.dumps(paths)
+        resolve = lambda: resolve_source(  # noqa: E731
+            uri, format, columns, s3, options, formats=get_format, detect=detect_format, paths=paths
+        )
     else:
-        raise ConfigError("source must be a non-empty string, a GlueTable or a Manifest")
+        raise ConfigError(
+            "source must be a non-empty string, a list of paths, a GlueTable or a Manifest"
+        )
     if manifest is not None:
         return Dataset(shared_manifest(uri, Path(manifest), resolve), s3)
     return Dataset(resolve(), s3)

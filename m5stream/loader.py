@@ -71,7 +71,7 @@ class Loader:
 
     def __init__(
         self,
-        ds: Dataset | str | list[str],
+        ds: Dataset | str | list[str] | tuple[str, ...],
         batch_size: int | None = None,
         *,
         transform: TransformFn | None = None,
@@ -82,7 +82,7 @@ class Loader:
         if isinstance(ds, (str, list, tuple)):
             ds = dataset(ds)
         if not isinstance(ds, Dataset):
-            raise ConfigError("Loader needs an m5stream Dataset or a source string")
+            raise ConfigError("Loader needs an m5stream Dataset, a source string or a list")
         if config is None:
             if batch_size is None:
                 raise ConfigError("Loader needs a batch_size")

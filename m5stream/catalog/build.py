@@ -22,16 +22,17 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError, NotFound
 from ..storage.local import stat_local
-from ..storage.s3 import S3Config
+from ..storage.s3 import S3Config, parse_s3_uri
 from .manifest import Manifest
-from .resolve import list_local
-from .s3list import list_s3
+from .resolve import list_files, list_local
+from .s3list import head_s3, list_s3
 
 __all__ = [
     "FormatDetect",
     "FormatLookup",
     "ShardCounter",
     "build_manifest",
+    "list_paths",
     "list_source",
     "resolve_source",
     "shared_manifest",
@@ -70,6 +71,37 @@ def list_source(source: str, s3: S3Config | None = None) -> tuple[str, list[Obje
     raise ConfigError(f"unsupported URI scheme {scheme!r}", uri=source)
 
 
+def list_paths(paths: list[str], s3: S3Config | None = None) -> tuple[str, list[Object]]:
+    """``(root, objects)`` of a list source: local files or ``s3://`` objects named one by
+    one, in the list's order (each taken literally: no pattern, directory or prefix)."""
+    if not paths:
+        raise ConfigError("a list source is empty: name at least one file or object")
+    schemes = {p.split("://", 1)[0] if "://" in p else "" for p in paths}
+    bad = sorted(schemes - {"", "file", "s3"})
+    if bad:
+        raise ConfigError(f"unsupported URI scheme {bad[0]!r} in a list source")
+    if "s3" in schemes and len(schemes) > 1:
+        raise ConfigError("a list source mixes local paths and s3:// URIs")
+    remote = "s3" in schemes
+    if not remote:
+        paths = [p[len("file://") :] if p.startswith("file://") else p for p in paths]
+    # a shard listed twice would be read twice per epoch: surely a mistake in the list
+    seen: set[str] = set()
+    for p in paths:
+        name = (
+            "s3://{}/{}".format(*parse_s3_uri(p))
+            if remote
+            else os.path.abspath(os.path.expanduser(p))
+        )
+        if name in seen:
+            raise ConfigError(f"a list source names {name!r} more than once", uri=p)
+        seen.add(name)
+    if remote:
+        return head_s3(paths, s3)
+    root, files = list_files(paths)
+    return root, [(f, *stat_local(f)) for f in files]
+
+
 def resolve_source(
     source: str,
     format: str | None,
@@ -79,10 +111,12 @@ def resolve_source(
     *,
     formats: FormatLookup,
     detect: FormatDetect,
+    paths: list[str] | None = None,
 ) -> Manifest:
-    """The manifest of a listed source: its format ``format`` (else detected from the
-    objects' names), ``columns`` projected, the format's options validated."""
-    root, objects = list_source(source, s3)
+    """The manifest of a listed source (or, with ``paths``, of a list source whose manifest
+    records ``source``): its format ``format`` (else detected from the objects' names),
+    ``columns`` projected, the format's options validated."""
+    root, objects = list_source(source, s3) if paths is None else list_paths(paths, s3)
     fmt_name = format or detect([o[0] for o in objects])
     options: dict[str, Any] = dict(format_options or {})
     if columns is not None:

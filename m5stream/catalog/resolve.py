@@ -15,7 +15,7 @@ import re
 
 from ..errors import ConfigError, NotFound
 
-__all__ = ["expand_braces", "list_local"]
+__all__ = ["expand_braces", "list_files", "list_local"]
 
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(\d+))?$")
 
@@ -118,6 +118,23 @@ def list_local(source: str) -> tuple[str, list[str]]:
     root = os.path.commonpath(roots) if roots else ""
     if root and os.path.isfile(root):
         root = os.path.dirname(root)
+    return root, files
+
+
+def list_files(paths: list[str]) -> tuple[str, list[str]]:
+    """``(root, files)`` of the files ``paths`` names, literally (a name may hold ``*`` or
+    ``{``) and in that order, each made absolute; a missing one is NotFound naming it."""
+    files: list[str] = []
+    for p in paths:
+        path = os.path.abspath(os.path.expanduser(p))
+        if os.path.isdir(path):
+            raise ConfigError(
+                "a list source names files; this is a directory (pass it on its own)", uri=p
+            )
+        if not os.path.isfile(path):
+            raise NotFound("no such file", uri=p)
+        files.append(path)
+    root = os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
     return root, files
 
 

@@ -13,11 +13,11 @@ import glob
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import NotFound
+from ..errors import ConfigError, NotFound
 from ..storage.s3 import ObjectInfo, S3Client, S3Config, client, parse_s3_uri
 from .resolve import expand_braces
 
-__all__ = ["list_prefix", "list_s3"]
+__all__ = ["head_s3", "list_prefix", "list_s3"]
 
 _THREADS = 16
 
@@ -64,9 +64,33 @@ def list_s3(source: str, s3: S3Config | None = None) -> tuple[str, list[tuple[st
         else:
             singles.append((bucket, key))
             roots.append(f"{bucket}/{posixpath.dirname(key)}".rstrip("/"))
-    if singles:
-        with ThreadPoolExecutor(min(_THREADS, len(singles))) as pool:
-            infos = list(pool.map(lambda bk: c.head(*bk), singles))
-        objects.extend((f"s3://{b}/{i.key}", i.size, i.etag) for (b, _), i in zip(singles, infos))
-    root = "s3://" + posixpath.commonpath(roots) if len(roots) > 1 else "s3://" + roots[0]
-    return root, objects
+    objects.extend(_head_many(c, singles))
+    return _root(roots), objects
+
+
+def head_s3(uris: list[str], s3: S3Config | None = None) -> tuple[str, list[tuple[str, int, str]]]:
+    """``(root, [(uri, size, etag)])`` of the objects ``uris`` names, literally (no pattern,
+    no prefix listing) and in that order; a missing object is NotFound naming it."""
+    singles: list[tuple[str, str]] = []
+    for uri in uris:
+        bucket, key = parse_s3_uri(uri)
+        if key == "" or key.endswith("/"):
+            raise ConfigError(
+                "a list source names objects, not prefixes (pass a prefix on its own)", uri=uri
+            )
+        singles.append((bucket, key))
+    roots = [f"{b}/{posixpath.dirname(k)}".rstrip("/") for b, k in singles]
+    return _root(roots), _head_many(client(s3), singles)
+
+
+def _head_many(c: S3Client, singles: list[tuple[str, str]]) -> list[tuple[str, int, str]]:
+    """``(uri, size, etag)`` of each ``(bucket, key)``, one HEAD each, concurrently."""
+    if not singles:
+        return []
+    with ThreadPoolExecutor(min(_THREADS, len(singles))) as pool:
+        infos = list(pool.map(lambda bk: c.head(*bk), singles))
+    return [(f"s3://{b}/{i.key}", i.size, i.etag) for (b, _), i in zip(singles, infos)]
+
+
+def _root(roots: list[str]) -> str:
+    return "s3://" + posixpath.commonpath(roots) if len(roots) > 1 else "s3://" + roots[0]

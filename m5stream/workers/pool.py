@@ -110,12 +110,20 @@ class WorkerPool:
 
     def send_ring(self, ring: SlotRing) -> None:
         assert ring.fd is not None
-        for conn, p in zip(self.conns, self.procs):
-            conn.send(RingMsg(ring.ring_id, ring.num_slots, ring.slot_bytes))
-            send_handle(conn, ring.fd, p.pid)
+        for wid, (conn, p) in enumerate(zip(self.conns, self.procs)):
+            try:
+                conn.send(RingMsg(ring.ring_id, ring.num_slots, ring.slot_bytes))
+                send_handle(conn, ring.fd, p.pid)
+            except (OSError, EOFError) as err:
+                raise self._died(wid, err) from err
 
     def submit(self, worker: int, msg: TaskMsg, nbytes: int = 0) -> None:
-        self.conns[worker].send(msg)
+        # a worker killed since the last wait() shows first as a broken pipe here, before
+        # its sentinel is looked at: the same WorkerDied as wait() raises, not an OSError
+        try:
+            self.conns[worker].send(msg)
+        except (OSError, EOFError) as err:
+            raise self._died(worker, err) from err
         self.inflight[worker] += 1
         self.queued[worker].append(nbytes)
 
@@ -151,14 +159,20 @@ class WorkerPool:
             else:
                 dead.append(sentinels[obj])
         if dead and not out:
-            wid = dead[0]
-            p = self.procs[wid]
-            p.join(0.5)
-            raise WorkerDied(
-                f"worker {wid} (pid {p.pid}) {_describe_exit(p.exitcode)} while "
-                f"{self.inflight[wid]} batch(es) were assigned to it",
-            )
+            raise self._died(dead[0])
         return out
+
+    def _died(self, wid: int, err: BaseException | None = None) -> WorkerDied:
+        """The error for worker ``wid``'s death, seen on its pipe (``err``) or its sentinel."""
+        p = self.procs[wid]
+        # a broken pipe can be seen before the process is reaped: wait briefly for its exit
+        # code, which says how it died (a signal is the usual answer: OOM killer, kill -9)
+        p.join(0.5)
+        how = f" ({type(err).__name__} on its pipe)" if err is not None else ""
+        return WorkerDied(
+            f"worker {wid} (pid {p.pid}) {_describe_exit(p.exitcode)} while "
+            f"{self.inflight[wid]} batch(es) were assigned to it{how}",
+        )
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop every worker: STOP and join for up to ``timeout`` in all, then terminate, kill."""

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+import m5stream as m5
+from m5stream.plan import IndexRun
+from m5stream.workers.pool import WorkerPool
+from m5stream.workers.protocol import TaskMsg
+from m5stream.workers.slots import SlotRing
 from tests.helpers import alive, make_tar_dataset, shm_entries, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +108,47 @@ def test_after_trainer_sigkill(pattern: str) -> None:
     assert wait_gone(pids, 5.0) == set(), "workers outlived their trainer"
     assert wait_gone(_any_process_maps_our_memory(proc.pid), 5.0) == set()
     assert shm_entries() - shm == set()
+
+
+def _killed(pid: int) -> None:
+    """SIGKILL ``pid`` and wait until it has exited: its end of the pipe is then closed, so
+    the next send to it fails on the pipe, before any sentinel is looked at."""
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone([pid], 10.0) == set()
+
+
+@pytest.mark.parametrize("send", ["submit", "send_ring"])
+def test_send_to_a_killed_worker_is_worker_died(pattern: str, send: str) -> None:
+    pool = WorkerPool(2, m5.dataset(pattern), None, seed=0, on_error="raise")
+    ring = SlotRing(0, 2, 1 << 16)
+    try:
+        pid = pool.pids[1]
+        _killed(pid)
+        with pytest.raises(m5.WorkerDied, match=rf"worker 1 \(pid {pid}\) .*SIGKILL"):
+            # a dead peer's socket buffers nothing: the first send or the next one fails
+            for _ in range(2):
+                if send == "submit":
+                    pool.submit(1, TaskMsg(0, 0, 0, 0, 0, IndexRun(0, 1)))
+                else:
+                    pool.send_ring(ring)
+    finally:
+        ring.close()
+        pool.shutdown()
+
+
+def test_loader_reports_killed_workers_as_worker_died(pattern: str) -> None:
+    """After the first batch both workers are SIGKILLed; the loader's next step sends them
+    tasks (prefetch) before it waits on them: WorkerDied, never a raw OSError."""
+    # a global shuffle keeps tar shards off the block path (threads): batches come from workers
+    with m5.Loader(m5.dataset(pattern), 2, shuffle=True, num_workers=2, prefetch=4) as lo:
+        it = iter(lo)
+        next(it)
+        pids = lo.worker_pids
+        assert len(pids) == 2
+        for pid in pids:
+            _killed(pid)
+        with pytest.raises(m5.WorkerDied) as err:
+            for _ in it:
+                pass
+        assert "SIGKILL" in str(err.value)
+        assert any(f"(pid {pid})" in str(err.value) for pid in pids)

@@ -16,6 +16,7 @@ from m5stream.sampling import Order
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_script.py")
+TORCH_SCRIPT = Path(__file__).with_name("ddp_torch_script.py")
 
 
 def _port() -> int:
@@ -24,7 +25,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def torchrun(nproc: int, out: Path, *args: str) -> list[dict[str, Any]]:
+def torchrun(nproc: int, out: Path, *args: str, script: Path = SCRIPT) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -33,7 +34,7 @@ def torchrun(nproc: int, out: Path, *args: str) -> list[dict[str, Any]]:
         f"--nproc_per_node={nproc}",
         "--master_addr=127.0.0.1",
         f"--master_port={_port()}",
-        str(SCRIPT),
+        str(script),
         str(out),
         *args,
     ]
@@ -71,3 +72,47 @@ def test_torchrun_ranks_then_resume_on_one_process(tmp_path: Path) -> None:
         str(tmp_path / "state.json"),
     )[0]
     assert one["batches"] == [order[s * 16 : (s + 1) * 16].tolist() for s in range(5, 13)]
+
+
+def test_torchrun_sample_mode_takes_ranks_from_the_environment(tmp_path: Path) -> None:
+    """``m5stream.torch.IterableDataset`` in torch workers, no ``rank`` given: each rank
+    must read its share of every global step, as the Loader does under torchrun."""
+    source, n, per_rank, ws, save_at = "synthetic://2000?shard_size=250", 2000, 16, 2, 5
+    ranks = torchrun(
+        ws,
+        tmp_path / "out",
+        "--source",
+        source,
+        "--batch-size",
+        str(per_rank),
+        "--save-at",
+        str(save_at),
+        script=TORCH_SCRIPT,
+    )
+    assert [r["env_rank"] for r in ranks] == ["0", "1"]
+    g = per_rank * ws
+    steps = -(-n // g)
+    # the reference: global step t is positions [t*g, (t+1)*g), padded (even_batches) with
+    # the epoch's first positions to a multiple of world_size, split in contiguous halves
+    order = Order([250] * 8, shuffle=True, seed=11)
+    expected: list[list[list[int]]] = [[], []]
+    for t in range(steps):
+        pos = np.arange(t * g, min((t + 1) * g, n))
+        pos = np.concatenate((pos, np.arange((-len(pos)) % ws)))
+        idx = order.indices(0, pos).tolist()
+        half = len(idx) // ws
+        for r in range(ws):
+            expected[r].append(idx[r * half : (r + 1) * half])
+    mine = [{i for b in r["plain"] for i in b} for r in ranks]
+    assert not mine[0] & mine[1]  # disjoint
+    assert [len(r["plain"]) for r in ranks] == [steps, steps]  # equal counts: no DDP hang
+    flat = [i for r in ranks for b in r["plain"] for i in b]
+    pad = (-(n - (steps - 1) * g)) % ws  # the last step's padding (zero here: 16 over 2)
+    assert sorted(flat) == sorted([*range(n), *order.indices(0, np.arange(pad)).tolist()])
+    for t in range(steps):
+        got = ranks[0]["plain"][t] + ranks[1]["plain"][t]
+        assert got == expected[0][t] + expected[1][t]
+    # StatefulDataLoader: the same batches, and a fresh one resumes exactly after save_at
+    for r, rank in enumerate(ranks):
+        assert rank["full"] == expected[r]
+        assert rank["resumed"] == expected[r][save_at:]

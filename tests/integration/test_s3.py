@@ -99,6 +99,20 @@ def test_tar_shards_over_s3(tar_pair: tuple[Any, Any]) -> None:
     assert seen == 120
 
 
+def test_list_of_s3_uris_in_its_order(tar_pair: tuple[Any, Any]) -> None:
+    uris = [f"s3://{BUCKET}/tars/shard-{i:05d}.tar" for i in (4, 1, 5)]
+    ds = m5.dataset(uris)
+    assert ds.manifest.root == f"s3://{BUCKET}/tars" and ds.manifest.format == "tar"
+    assert ds.manifest.keys == ["shard-00004.tar", "shard-00001.tar", "shard-00005.tar"]
+    assert all(len(s) >= 32 for s in ds.manifest.stamps)  # ETags
+    assert len(ds) == 60 and ds[0]["bin"] == sample_bytes(80) and ds[20]["bin"] == sample_bytes(20)
+    assert m5.dataset(uris[::-1]).fingerprint != ds.fingerprint
+    missing = f"s3://{BUCKET}/tars/shard-00099.tar"
+    with pytest.raises(m5.NotFound) as e:
+        m5.dataset([*uris, missing])
+    assert missing in str(e.value)
+
+
 def test_exact_resume_over_s3(tar_pair: tuple[Any, Any]) -> None:
     from tests.e2e.test_resume import LoaderNode
 

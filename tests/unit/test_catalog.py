@@ -9,7 +9,7 @@ import pytest
 
 import m5stream as m5
 from m5stream.catalog import Manifest, expand_braces
-from tests.helpers import make_tar_dataset
+from tests.helpers import make_jsonl_dataset, make_tar_dataset
 
 
 def test_brace_ranges_keep_padding() -> None:
@@ -87,3 +87,54 @@ def test_unsupported_schemes_and_mixed_formats(tmp_path: Path) -> None:
         m5.dataset(str(tmp_path))
     with pytest.raises(m5.ConfigError, match="unknown format"):
         m5.dataset(str(tmp_path), format="zip")
+
+
+def test_dataset_from_a_list_keeps_its_order(tmp_path: Path) -> None:
+    make_tar_dataset(tmp_path / "d", shards=3, per_shard=4)
+    files = [str(tmp_path / "d" / f"shard-{i:05d}.tar") for i in (2, 0, 1)]
+    ds = m5.dataset(files)
+    assert ds.manifest.keys == ["shard-00002.tar", "shard-00000.tar", "shard-00001.tar"]
+    assert ds.manifest.root == str(tmp_path / "d") and ds.manifest.format == "tar"
+    assert len(ds) == 12 and ds[0]["cls"] == b"8" and ds[4]["cls"] == b"0"
+    assert m5.dataset(tuple(files)).fingerprint == ds.fingerprint
+    with m5.Loader(files, 4, output="numpy") as lo:
+        assert list(next(iter(lo))["__key__"]) == [f"s{i:06d}" for i in range(8, 12)]
+    # the same shards in another order are another dataset; in sorted order, the pattern's
+    assert m5.dataset(sorted(files)).fingerprint != ds.fingerprint
+    pattern = m5.dataset(str(tmp_path / "d" / "shard-{00000..00002}.tar"))
+    assert m5.dataset(sorted(files)).fingerprint == pattern.fingerprint
+
+
+def test_dataset_from_a_list_across_directories(tmp_path: Path) -> None:
+    make_tar_dataset(tmp_path / "a", shards=1, per_shard=2)
+    make_tar_dataset(tmp_path / "x" / "b", shards=1, per_shard=3)
+    a, b = str(tmp_path / "a" / "shard-00000.tar"), str(tmp_path / "x" / "b" / "shard-00000.tar")
+    ds = m5.dataset([b, a])
+    assert ds.manifest.root == str(tmp_path)
+    assert ds.manifest.keys == ["x/b/shard-00000.tar", "a/shard-00000.tar"]
+    assert len(ds) == 5 and ds[3]["__key__"] == "s000000"
+
+
+def test_bad_list_sources(tmp_path: Path) -> None:
+    make_tar_dataset(tmp_path / "t", shards=2, per_shard=2)
+    a, b = (str(tmp_path / "t" / f"shard-{i:05d}.tar") for i in (0, 1))
+    make_jsonl_dataset(tmp_path / "j", files=1, per_file=2)
+    js = str(next((tmp_path / "j").glob("*.jsonl")))
+    with pytest.raises(m5.ConfigError, match=r"mixes shard formats \['jsonl', 'tar'\]"):
+        m5.dataset([a, js])
+    for empty in ([], ()):
+        with pytest.raises(m5.ConfigError, match="empty"):
+            m5.dataset(empty)
+    missing = str(tmp_path / "t" / "nope.tar")
+    with pytest.raises(m5.NotFound) as e:
+        m5.dataset([a, missing])
+    assert missing in str(e.value)
+    with pytest.raises(m5.ConfigError, match="more than once") as dup:
+        m5.dataset([a, b, os.path.join(str(tmp_path / "t"), ".", os.path.basename(a))])
+    assert os.path.basename(a) in str(dup.value)
+    with pytest.raises(m5.ConfigError, match="is a directory"):
+        m5.dataset([a, str(tmp_path / "t")])
+    with pytest.raises(m5.ConfigError, match="mixes local paths and s3://"):
+        m5.dataset([a, "s3://bucket/b.tar"])
+    with pytest.raises(m5.ConfigError, match="unsupported URI scheme 'ftp'"):
+        m5.dataset([a, "ftp://host/x.tar"])
