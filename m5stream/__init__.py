@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from .batches.columns import Keys
 
-# Eager: light, and ``dataset`` must be bound to the function before anything imports the
-# ``m5stream.dataset`` submodule (which would otherwise shadow it).
+# Eager: light. ``dataset`` is bound to the function (m5stream.source.dataset) after the
+# ``m5stream.dataset`` submodule is imported, so the function is what ``m5.dataset`` names.
 from .catalog import Manifest
 from .catalog.glue import GlueTable
-from .dataset import Dataset, dataset
+from .dataset import Dataset
 from .errors import (
     ConfigError,
     CorruptData,
@@ -29,6 +29,7 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .source import dataset
 from .storage.s3 import S3Config
 
 __version__ = "0.1.0"

@@ -19,8 +19,8 @@ from .bench import format_report, run_bench
 from .bench.peers import PEERS
 from .bench.plot import plot
 from .bench.presets import PRESETS
-from .dataset import dataset
 from .errors import M5Error
+from .source import dataset
 from .writer import write_shards
 
 __all__ = ["main"]

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from .config import LoaderConfig, ReadAheadBudget
-from .dataset import Dataset, dataset
+from .dataset import Dataset
 from .errors import ConfigError
 from .execution import ExecContext, Executor, StepOutput, choose_executor, make_executor
 from .plan import Plan
+from .source import dataset
 from .state import STATE_VERSION, check_state
 from .stats import Stats
 from .transforms import TransformFn

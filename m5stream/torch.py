@@ -26,13 +26,14 @@ import numpy as np
 import torch.utils.data
 
 from .config import LoaderConfig, ReadAheadBudget, resolve_rank
-from .dataset import Dataset, dataset
+from .dataset import Dataset
 from .device import DeviceLoader, StaticShapes
 from .errors import ConfigError
 from .execution import ExecContext
 from .execution.rows import load_rows
 from .loader import Loader
 from .plan import Plan
+from .source import dataset
 from .stats import Stats
 
 __all__ = ["DeviceLoader", "IterableDataset", "StaticShapes"]

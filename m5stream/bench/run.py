@@ -11,9 +11,9 @@ from typing import Any
 import numpy
 
 from .. import __version__
-from ..dataset import dataset
 from ..demo import demo_dataset
 from ..loader import Loader
+from ..source import dataset
 from .measure import measure
 from .monitor import PeakTreeMemory, Progress
 from .peers import run_peer

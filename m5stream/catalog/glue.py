@@ -276,6 +276,33 @@ def _location(uri: str, sd: dict[str, Any] | None, what: str) -> str:
     return loc if loc.endswith("/") else loc + "/"
 
 
+def _data_columns(
+    t: GlueTable, table: dict[str, Any], columns: list[str], key_names: list[str]
+) -> list[str]:
+    """The projected columns stored in the files (partition keys come from the catalog);
+    a column the table does not have is a ConfigError naming what it has."""
+    schema = [c["Name"] for c in (table.get("StorageDescriptor") or {}).get("Columns") or []]
+    missing = [c for c in columns if c not in schema and c not in key_names]
+    if missing:
+        raise ConfigError(
+            f"column(s) {missing} not in table {t.database}.{t.table} "
+            f"(columns {schema}, partition keys {key_names})",
+            uri=t.uri,
+        )
+    return [c for c in columns if c not in key_names]
+
+
+def _partition_location(
+    t: GlueTable, part: dict[str, Any], key_names: list[str], table_loc: str
+) -> str:
+    """Where a partition's files are: its own location, else the Hive layout under the
+    table's (``key=value/`` per key)."""
+    values = part["Values"]
+    if (part.get("StorageDescriptor") or {}).get("Location"):
+        return _location(t.uri, part.get("StorageDescriptor"), _describe(key_names, values))
+    return table_loc + "".join(f"{k}={v}/" for k, v in zip(key_names, values))
+
+
 def glue_manifest(
     t: GlueTable,
     *,
@@ -303,27 +330,10 @@ def glue_manifest(
     ]
     key_names = [k["name"] for k in keys]
     if columns is not None:
-        schema = [c["Name"] for c in (table.get("StorageDescriptor") or {}).get("Columns") or []]
-        missing = [c for c in columns if c not in schema and c not in key_names]
-        if missing:
-            raise ConfigError(
-                f"column(s) {missing} not in table {t.database}.{t.table} "
-                f"(columns {schema}, partition keys {key_names})",
-                uri=t.uri,
-            )
-        data_cols = [c for c in columns if c not in key_names]
-        options["columns"] = data_cols
+        options["columns"] = _data_columns(t, table, columns, key_names)
     if keys:
         parts = sorted(parts_future.result(), key=lambda p: p["Values"])
-        locations = [
-            (
-                p["Values"],
-                _location(t.uri, p.get("StorageDescriptor"), _describe(key_names, p["Values"]))
-                if (p.get("StorageDescriptor") or {}).get("Location")
-                else table_loc + "".join(f"{k}={v}/" for k, v in zip(key_names, p["Values"])),
-            )
-            for p in parts
-        ]
+        locations = [(p["Values"], _partition_location(t, p, key_names, table_loc)) for p in parts]
     else:
         if where:
             raise ConfigError(
