@@ -1,7 +1,16 @@
 """Plan layer: which samples each step of an epoch reads on this rank, and the units they
 touch. Pure: integers and arrays in, integers and arrays out; no I/O, no threads."""
 
+from .mixture import MixtureSchedule, WeightSegment
 from .steps import IndexRun, Plan
 from .units import Locator, PlannedBatch, UnitPlanner
 
-__all__ = ["IndexRun", "Locator", "Plan", "PlannedBatch", "UnitPlanner"]
+__all__ = [
+    "IndexRun",
+    "Locator",
+    "MixtureSchedule",
+    "Plan",
+    "PlannedBatch",
+    "UnitPlanner",
+    "WeightSegment",
+]
