@@ -299,3 +299,15 @@ def test_errors() -> None:
         m.counts_at(-1)
     with pytest.raises(KeyError):
         m.source_index("c", 0)
+
+
+def test_random_weights_stay_within_bound() -> None:
+    rng = np.random.default_rng(0)
+    n = np.arange(0, 20_001, dtype=np.int64)
+    for trial in range(40):
+        s = int(rng.integers(2, 12))
+        raw = [rng.random(s), rng.random(s) ** 6, np.exp(rng.normal(0, 3, s))][trial % 3]
+        m = make(raw.tolist(), batch=1)
+        c = m.unit_counts_array(n)
+        assert (np.diff(c, axis=0) >= 0).all()
+        check_counts(c, n, norm(raw.tolist()))
