@@ -24,7 +24,6 @@ state, nothing depends on the machine, the number of workers or timing):
     at most ``1/2 * sum_i w_s / w(v_i)`` over the nodes ``v_0 = s, v_1, ..`` of its path below
     the root. In a Huffman tree ``w(v_{i+2}) >= 2 * w(v_i)`` (the sibling of ``v_{i+1}`` was
     never lighter than ``v_i``), so the sum is below ``2 * (1 + 1/2 + 1/4 + ..) = 4``.
-    Sources of equal weight do better (below 1).
 
   Evaluated in float64 (IEEE, the same in numpy and Python), for units below ``2**50``.
 * **Segments carry over.** At the first step ``b`` of a segment the counts so far are frozen;
@@ -220,9 +219,10 @@ class MixtureSchedule:
             if wf < 0:
                 raise ConfigError(f"mixture source {name!r}: weight {w!r} is negative")
             raw[self.ids[name]] = wf
-        if not any(w > 0 for w in raw):
+        top = max(raw)
+        if not top > 0:
             raise ConfigError(f"the weight segment from step {step} has all weights zero")
-        tree = _build_tree(raw)
+        tree = _build_tree([w / top for w in raw])  # scaled first: no overflow in the sum
         if self.segments:
             prev = self.segments[-1]
             units = (int(step) - prev.from_step) * self.units_per_step
