@@ -12,9 +12,8 @@ needed, so the trainer can grow the ring.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,7 +28,7 @@ class FieldKind(Enum):
     #: a numpy array in the slot at ``offset`` (``dtype``, ``shape``)
     ARRAY = "array"
     #: an Arrow-style text/binary column in the slot: int32 offsets at ``offset``, the bytes
-    #: at ``data_offset`` (``count`` values, ``nbytes`` bytes, ``text``: str or bytes)
+    #: at ``data_offset`` (``n_values`` values, ``nbytes`` bytes, ``text``: str or bytes)
     TEXT = "text"
     #: byte strings back to back in the slot at ``offset``, ``lengths`` of each
     BYTES = "bytes"
@@ -39,9 +38,9 @@ class FieldKind(Enum):
     INDEX = "index"
 
 
-@dataclass(frozen=True, slots=True)
-class FieldSlot:
-    """Where one field of a batch lies (see :class:`FieldKind`)."""
+class FieldSlot(NamedTuple):
+    """Where one field of a batch lies (see :class:`FieldKind`). A named tuple: it crosses
+    the pipe in every reply, and a tuple pickles without a Python-level ``__setstate__``."""
 
     kind: FieldKind
     name: str
@@ -52,7 +51,7 @@ class FieldSlot:
     value: Any = None
     lengths: np.ndarray | None = None
     data_offset: int = 0
-    count: int = 0
+    n_values: int = 0
     nbytes: int = 0
     text: bool = True
 
@@ -265,7 +264,7 @@ def write_columns(batch: dict[str, Any], slot: np.ndarray) -> tuple[SlotLayout, 
                     k,
                     off,
                     data_offset=off_data,
-                    count=len(v),
+                    n_values=len(v),
                     nbytes=int(data.nbytes),
                     text=bool(v.text),
                 )
@@ -286,7 +285,7 @@ def write_columns(batch: dict[str, Any], slot: np.ndarray) -> tuple[SlotLayout, 
 
 
 def _read_text(slot: np.ndarray, entry: FieldSlot) -> list[Any]:
-    offsets = slot[entry.offset : entry.offset + 4 * (entry.count + 1)].view(np.int32)
+    offsets = slot[entry.offset : entry.offset + 4 * (entry.n_values + 1)].view(np.int32)
     data = slot[entry.data_offset : entry.data_offset + entry.nbytes]
     # Python objects: nothing refers to the slot afterwards
     return textcol.values_from_offsets(offsets, data, text=entry.text)

@@ -1,6 +1,7 @@
 """Messages between the trainer and its workers (one duplex pipe per worker).
 
-Every message is a small frozen dataclass whose ``kind`` (:class:`Kind`) says what it is.
+Every message is a small named tuple whose ``kind`` (:class:`Kind`) says what it is (named
+tuples pickle as tuples: cheap on a path taken once per batch).
 
 Trainer -> worker, in order on the pipe:
 
@@ -26,7 +27,7 @@ import pickle
 import traceback
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,17 +55,21 @@ class Kind(IntEnum):
     ERROR = 5
 
 
-@dataclass(frozen=True, slots=True)
-class RingMsg:
-    kind: ClassVar[Kind] = Kind.RING
+class RingMsg(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.RING
+
     ring_id: int
     num_slots: int
     slot_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class TaskMsg:
-    kind: ClassVar[Kind] = Kind.TASK
+class TaskMsg(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.TASK
+
     gen: int
     step: int
     ring_id: int
@@ -78,9 +83,10 @@ class TaskMsg:
         return got.array() if isinstance(got, IndexRun) else got
 
 
-@dataclass(frozen=True, slots=True)
-class StopMsg:
-    kind: ClassVar[Kind] = Kind.STOP
+class StopMsg(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.STOP
 
 
 @dataclass(slots=True)
@@ -96,9 +102,11 @@ class BatchMeta:
     io: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class DoneReply:
-    kind: ClassVar[Kind] = Kind.DONE
+class DoneReply(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.DONE
+
     gen: int
     step: int
     ring_id: int
@@ -107,9 +115,11 @@ class DoneReply:
     meta: BatchMeta
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    kind: ClassVar[Kind] = Kind.ERROR
+class ErrorReply(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.ERROR
+
     gen: int
     step: int
     ring_id: int
