@@ -94,30 +94,7 @@ def run_bench(
             result["config"]["executor"] = loader.executor_kind
         finally:
             loader.close()
-    st = stages(stats, listing, got.first_batch_s)
-    busy = st["fetch"] + st["decode"] + st["transform"] + st["collate"]
-    result.update(
-        interrupted=got.interrupted,
-        result={
-            "batches": got.batches,
-            "samples": got.samples,
-            "bytes": got.bytes,
-            "seconds": got.seconds,
-            "samples_per_s": got.samples_per_s,
-            "mb_per_s": got.mb_per_s,
-            "skipped": stats["skipped"],
-        },
-        stages=st,
-        workers={
-            "count": workers,
-            "utilisation": busy / (got.seconds * max(1, workers)) if got.seconds else 0.0,
-        },
-        memory={"peak_tree_pss_bytes": mem.peak_pss, "peak_tree_rss_bytes": mem.peak_rss},
-        s3=stats.get("s3", {}),
-        bottleneck=bottleneck(st, got.seconds, workers),
-        timeline=got.timeline,
-        compare={},
-    )
+    result.update(_outcome(got, stats, listing, workers, mem.peak_pss, mem.peak_rss))
     _compare(
         result,
         compare or [],
@@ -205,3 +182,33 @@ def _header(
         },
     }
     return result
+
+
+def _outcome(
+    got: Any, stats: dict[str, Any], listing: float, workers: int, pss: int, rss: int
+) -> dict[str, Any]:
+    """What the timed run measured: throughput, stages, workers, memory, S3, bottleneck."""
+    st = stages(stats, listing, got.first_batch_s)
+    busy = st["fetch"] + st["decode"] + st["transform"] + st["collate"]
+    return dict(
+        interrupted=got.interrupted,
+        result={
+            "batches": got.batches,
+            "samples": got.samples,
+            "bytes": got.bytes,
+            "seconds": got.seconds,
+            "samples_per_s": got.samples_per_s,
+            "mb_per_s": got.mb_per_s,
+            "skipped": stats["skipped"],
+        },
+        stages=st,
+        workers={
+            "count": workers,
+            "utilisation": busy / (got.seconds * max(1, workers)) if got.seconds else 0.0,
+        },
+        memory={"peak_tree_pss_bytes": pss, "peak_tree_rss_bytes": rss},
+        s3=stats.get("s3", {}),
+        bottleneck=bottleneck(st, got.seconds, workers),
+        timeline=got.timeline,
+        compare={},
+    )
