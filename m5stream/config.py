@@ -164,6 +164,8 @@ class LoaderConfig:
     start_method: str | None = None
     columnar_reads: Literal["threads", "workers"] = "threads"
     executor: ExecutorKind = "auto"
+    #: dead worker processes replaced per epoch (their batches recomputed); 0: fail fast
+    max_worker_restarts: int = 0
 
     @classmethod
     def build(cls, batch_size: int, **options: Any) -> LoaderConfig:
@@ -189,6 +191,9 @@ class LoaderConfig:
             raise ConfigError("block_size must be positive")
         if opts.get("prefetch") is not None and opts["prefetch"] < 1:
             raise ConfigError(f"prefetch must be >= 1, not {opts['prefetch']!r}")
+        restarts = opts.get("max_worker_restarts", 0)
+        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+            raise ConfigError(f"max_worker_restarts must be an int >= 0, not {restarts!r}")
         if opts.get("executor") == "processes" and nw == 0:
             raise ConfigError('executor="processes" needs num_workers > 0')
         for flag in ("drop_last", "even_batches", "copy"):

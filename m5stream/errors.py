@@ -118,7 +118,12 @@ class WorkerError(M5Error, RuntimeError):
 
 
 class WorkerDied(M5Error, RuntimeError):
-    """A worker process exited without being asked to (killed, crashed, out of memory)."""
+    """A worker process exited without being asked to (killed, crashed, out of memory).
+
+    ``worker`` and ``exit_code`` (negative: the signal) say which and how, where known."""
+
+    worker: int | None = None
+    exit_code: int | None = None
 
 
 class SlotsExhausted(M5Error, RuntimeError):

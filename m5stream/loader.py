@@ -66,7 +66,9 @@ class Loader:
     ``world_size`` (default: ``torch.distributed``, then ``RANK``/``WORLD_SIZE``),
     ``on_error`` ("raise" or "skip"), ``even_batches``, ``prefetch``, ``block_size``,
     ``output``, ``copy``, ``slot_bytes``, ``timeout``, ``start_method``, ``columnar_reads``
-    and ``executor`` ("auto", "inline", "threads", "processes"). ``config=`` passes a
+    ``executor`` ("auto", "inline", "threads", "processes") and ``max_worker_restarts``
+    (dead worker processes replaced per epoch, their batches recomputed; 0: a dead worker is
+    a :class:`WorkerDied` at once). ``config=`` passes a
     ready :class:`LoaderConfig` instead.
     """
 

@@ -12,6 +12,7 @@ waits for that download (the cache entry's lock) rather than starting another.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -33,6 +34,8 @@ from .readahead import ReadAhead
 
 __all__ = ["ProcessExecutor"]
 
+log = logging.getLogger("m5stream")
+
 #: decode units whose worker is remembered
 _AFFINITY = 64
 
@@ -49,6 +52,10 @@ class ProcessExecutor(Executor):
         self._ready: dict[int, tuple[int, DoneReply | ErrorReply] | None] = {}
         self._affinity: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._ahead: ReadAhead | None = None
+        #: step -> (worker, the task sent): what a dead worker held, to send again
+        self._assigned: dict[int, tuple[int, TaskMsg, int]] = {}
+        #: (epoch, restarts made in it): ``max_worker_restarts`` is a budget per epoch
+        self._restarts = (-1, 0)
         #: shard downloads started by the read-ahead of the current iteration
         self._downloads: list[Future[dict[str, int]]] = []
 
@@ -131,15 +138,19 @@ class ProcessExecutor(Executor):
             got = rings.acquire()
             if got is None:
                 break
-            pool.submit(w, TaskMsg(self._gen, self._dispatch, got[0], got[1], epoch, sent), nbytes)
+            task = TaskMsg(self._gen, self._dispatch, got[0], got[1], epoch, sent)
+            # recorded as sent before the send: a send that finds the worker dead is then
+            # sent again by _heal, never dispatched twice
+            self._assigned[self._dispatch] = (w, task, nbytes)
             self._dispatch += 1
+            pool.submit(w, task, nbytes)
 
     def next(self) -> StepOutput:
         pool, rings = self._ensure_pool()
-        try:
-            if self._ahead is not None:
-                self._ahead.advance(self.step)
-            while True:
+        if self._ahead is not None:
+            self._ahead.advance(self.step)
+        while True:
+            try:
                 self._fill(pool, rings)
                 step = self.step
                 if step in self._ready:
@@ -149,10 +160,36 @@ class ProcessExecutor(Executor):
                         return StepOutput(step, None)
                     return self._deliver(step, *item)
                 self._receive(pool, rings)
-        except WorkerDied:
-            self.ctx.stats.worker_restarts += 1
-            self.close(timeout=0.1)  # the survivors' work is lost anyway
-            raise
+            except WorkerDied as died:
+                if not self._heal(pool, died):
+                    self.close(timeout=0.1)  # the survivors' work is lost anyway
+                    raise
+
+    def _heal(self, pool: WorkerPool, died: WorkerDied) -> bool:
+        """Replace the dead worker and send its tasks again, within the epoch's budget of
+        ``max_worker_restarts``; ``False``: no budget left (or nothing known to replace).
+        The tasks are the same steps of the same plan, so the batches delivered are those an
+        undisturbed run makes, in order."""
+        assert self.plan is not None
+        wid = died.worker
+        epoch, used = self._restarts
+        if epoch != self.plan.epoch:
+            used = 0
+        if wid is None or used >= self.ctx.config.max_worker_restarts:
+            return False
+        self._restarts = (self.plan.epoch, used + 1)
+        self.ctx.stats.worker_restarts += 1
+        log.warning(
+            "%s; restarting it (%d of %d this epoch)",
+            died,
+            used + 1,
+            self.ctx.config.max_worker_restarts,
+        )
+        pool.restart(wid)
+        for _step, (w, task, nbytes) in sorted(self._assigned.items()):
+            if w == wid:
+                pool.submit(wid, task, nbytes)
+        return True
 
     def _receive(self, pool: WorkerPool, rings: RingManager) -> None:
         if sum(pool.inflight) == 0:
@@ -170,6 +207,7 @@ class ProcessExecutor(Executor):
             if msg.gen != self._gen:
                 rings.release(msg.ring_id, msg.slot)  # a reply to an abandoned iteration
             else:
+                self._assigned.pop(msg.step, None)
                 self._ready[msg.step] = (wid, msg)
 
     def _deliver(self, step: int, wid: int, msg: DoneReply | ErrorReply) -> StepOutput:
@@ -216,6 +254,7 @@ class ProcessExecutor(Executor):
             self.ctx.stats.prefetched_shards += 1
             self.ctx.stats.add_io(io)
         ready, self._ready = self._ready, {}
+        self._assigned.clear()
         if self.rings is not None:
             for item in ready.values():
                 if item is not None:

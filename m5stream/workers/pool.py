@@ -72,50 +72,71 @@ class WorkerPool:
         on_error: str,
         start_method: str | None = None,
     ) -> None:
-        ctx = _context(start_method, dataset.format.modules)
+        self._ctx = _context(start_method, dataset.format.modules)
+        self._args = (dataset, transform, batch_transform, seed, on_error, os.getpid())
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         self.inflight = [0] * num_workers
         #: bytes of the task messages each worker has not answered yet, oldest first
         self.queued: list[deque[int]] = [deque() for _ in range(num_workers)]
+        #: the ring every worker has mapped (a replacement worker is sent it too)
+        self._ring: SlotRing | None = None
         try:
             for wid in range(num_workers):
-                parent, child = ctx.Pipe(duplex=True)
-                p = ctx.Process(
-                    target=worker_main,
-                    args=(
-                        wid,
-                        child,
-                        dataset,
-                        transform,
-                        batch_transform,
-                        seed,
-                        on_error,
-                        os.getpid(),
-                    ),
-                    name=f"m5stream-worker-{wid}",
-                    daemon=True,
-                )
-                p.start()
-                child.close()
-                self.conns.append(parent)
+                conn, p = self._spawn(wid)
+                self.conns.append(conn)
                 self.procs.append(p)
         except BaseException:
             self.shutdown()
             raise
+
+    def _spawn(self, wid: int) -> tuple[Connection, Any]:
+        parent, child = self._ctx.Pipe(duplex=True)
+        p = self._ctx.Process(
+            target=worker_main,
+            args=(wid, child, *self._args),
+            name=f"m5stream-worker-{wid}",
+            daemon=True,
+        )
+        p.start()
+        child.close()
+        return parent, p
+
+    def restart(self, wid: int) -> None:
+        """Replace worker ``wid`` (dead) with a fresh process on the same ring; the tasks it
+        held are the caller's to send again."""
+        old, conn = self.procs[wid], self.conns[wid]
+        old.join(0.5)
+        if old.is_alive():
+            old.kill()
+            old.join(1.0)
+        conn.close()
+        try:
+            old.close()
+        except ValueError:
+            pass
+        self.conns[wid], self.procs[wid] = self._spawn(wid)
+        self.inflight[wid] = 0
+        self.queued[wid].clear()
+        if self._ring is not None:
+            self._send_ring(wid, self._ring)
+
+    def _send_ring(self, wid: int, ring: SlotRing) -> None:
+        assert ring.fd is not None
+        try:
+            self.conns[wid].send(RingMsg(ring.ring_id, ring.num_slots, ring.slot_bytes))
+            send_handle(self.conns[wid], ring.fd, self.procs[wid].pid)
+        except (OSError, EOFError) as err:
+            raise self._died(wid, err) from err
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
     def send_ring(self, ring: SlotRing) -> None:
-        assert ring.fd is not None
-        for wid, (conn, p) in enumerate(zip(self.conns, self.procs)):
-            try:
-                conn.send(RingMsg(ring.ring_id, ring.num_slots, ring.slot_bytes))
-                send_handle(conn, ring.fd, p.pid)
-            except (OSError, EOFError) as err:
-                raise self._died(wid, err) from err
+        self._ring = ring
+        for wid in range(len(self.conns)):
+            self._send_ring(wid, ring)
 
     def submit(self, worker: int, msg: TaskMsg, nbytes: int = 0) -> None:
         # a worker killed since the last wait() shows first as a broken pipe here, before
@@ -169,10 +190,13 @@ class WorkerPool:
         # code, which says how it died (a signal is the usual answer: OOM killer, kill -9)
         p.join(0.5)
         how = f" ({type(err).__name__} on its pipe)" if err is not None else ""
-        return WorkerDied(
+        died = WorkerDied(
             f"worker {wid} (pid {p.pid}) {_describe_exit(p.exitcode)} while "
             f"{self.inflight[wid]} batch(es) were assigned to it{how}",
         )
+        died.worker = wid
+        died.exit_code = p.exitcode
+        return died
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop every worker: STOP and join for up to ``timeout`` in all, then terminate, kill."""
