@@ -10,7 +10,7 @@ new keys may be added):
 ``config`` (``transform``, ``batch_size``, ``workers``, ``executor``: the one that ran,
 ``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
-batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad),
+batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad, ``worker_restarts``: dead workers replaced),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
 ``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
 ``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
@@ -128,6 +128,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append("s3          " + ", ".join(f"{k} {v:,}" for k, v in r["s3"].items()))
     if res.get("skipped"):
         lines.append(f"skipped     {res['skipped']} bad samples")
+    if res.get("worker_restarts"):
+        lines.append(f"restarts    {res['worker_restarts']} dead worker(s) replaced")
     b = r["bottleneck"]
     lines.append(f"bottleneck  {b['stage']}: {b['reason']}")
     if b["suggestion"]:

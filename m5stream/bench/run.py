@@ -200,6 +200,7 @@ def _outcome(
             "samples_per_s": got.samples_per_s,
             "mb_per_s": got.mb_per_s,
             "skipped": stats["skipped"],
+            "worker_restarts": stats["worker_restarts"],
         },
         stages=st,
         workers={

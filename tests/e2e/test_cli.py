@@ -81,7 +81,9 @@ def check_schema(res: dict[str, Any]) -> None:
         "samples_per_s",
         "mb_per_s",
         "skipped",
+        "worker_restarts",
     }
+    assert res["result"]["worker_restarts"] == 0
     assert list(res["stages"]) == STAGES and all(v >= 0 for v in res["stages"].values())
     assert set(res["workers"]) == {"count", "utilisation"}
     assert set(res["memory"]) == {"peak_tree_pss_bytes", "peak_tree_rss_bytes"}
