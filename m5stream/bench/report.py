@@ -10,7 +10,8 @@ new keys may be added):
 ``config`` (``transform``, ``batch_size``, ``workers``, ``executor``: the one that ran,
 ``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
-batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad, ``worker_restarts``: dead workers replaced),
+batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad,
+``worker_restarts``: dead workers replaced),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
 ``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
 ``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
