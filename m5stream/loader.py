@@ -32,7 +32,7 @@ from .config import LoaderConfig, ReadAheadBudget
 from .dataset import Dataset
 from .errors import ConfigError
 from .execution import ExecContext, Executor, StepOutput, choose_executor, make_executor
-from .plan import Plan
+from .plan import Plan, make_order
 from .source import dataset
 from .state import STATE_VERSION, check_state
 from .stats import Stats
@@ -96,7 +96,7 @@ class Loader:
         self.dataset = ds
         self.transform = transform
         self.batch_transform = batch_transform
-        self.order = Plan.for_epoch(c, ds.manifest.counts, 0).order
+        self.order = make_order(c, ds.manifest.counts)
         self._torch = _want_torch(c.output)
         self.read_ahead = ReadAheadBudget.choose(
             ds.format.caps,

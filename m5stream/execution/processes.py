@@ -13,9 +13,10 @@ waits for that download (the cache entry's lock) rather than starting another.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..errors import M5Error, SlotsExhausted, WorkerDied
 from ..formats.caps import Fetch
 from ..plan import Plan, UnitPlanner
 from ..plan.units import Unit, compact_indices
+from ..stats import Stats
 from ..storage.blobs import is_s3, start_local_shard
 from ..workers.pool import WorkerPool
 from ..workers.protocol import DoneReply, ErrorReply, TaskMsg
@@ -56,8 +58,11 @@ class ProcessExecutor(Executor):
         self._assigned: dict[int, tuple[int, TaskMsg, int]] = {}
         #: (epoch, restarts made in it): ``max_worker_restarts`` is a budget per epoch
         self._restarts = (-1, 0)
-        #: shard downloads started by the read-ahead of the current iteration
-        self._downloads: list[Future[dict[str, int]]] = []
+        #: shard downloads of the current iteration not finished yet; finished ones are
+        #: counted into _fetched as they end (an epoch may download many thousand shards)
+        self._downloads: set[Future[dict[str, int]]] = set()
+        self._fetched = Stats()
+        self._fetched_lock = threading.Lock()
 
     # ------------------------------------------------------------------ workers
     def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
@@ -117,8 +122,19 @@ class ProcessExecutor(Executor):
         fut = start_local_shard(
             m.uri(shard), int(m.sizes[shard]), m.stamps[shard], self.ctx.dataset.s3
         )
-        self._downloads.append(fut)
+        with self._fetched_lock:
+            self._downloads.add(fut)
+        fut.add_done_callback(self._downloaded)
         return Fetch.of_future(fut)
+
+    def _downloaded(self, fut: Future[dict[str, int]]) -> None:
+        """A download ended (in its pool thread): count it if it completed; one that failed
+        is reported by the worker that needs the shard."""
+        with self._fetched_lock:
+            self._downloads.discard(fut)
+            if not fut.cancelled() and fut.exception() is None:
+                self._fetched.prefetched_shards += 1
+                self._fetched.add_io(fut.result())
 
     def _fill(self, pool: WorkerPool, rings: RingManager) -> None:
         """Keep ``budget.steps`` batches in flight, as slots and pipes allow."""
@@ -243,16 +259,13 @@ class ProcessExecutor(Executor):
         if self._ahead is not None:
             self._ahead.close()  # downloads not yet begun are dropped
             self._ahead = None
-        downloads, self._downloads = self._downloads, []
-        for f in downloads:  # those running finish (a worker may be waiting on one)
-            if f.cancelled():
-                continue
-            try:
-                io = f.result()
-            except Exception:
-                continue  # the worker that needs the shard reports it properly
-            self.ctx.stats.prefetched_shards += 1
-            self.ctx.stats.add_io(io)
+        with self._fetched_lock:
+            running = list(self._downloads)
+        wait(running)  # those running finish (a worker may be waiting on one)
+        with self._fetched_lock:
+            fetched, self._fetched = self._fetched, Stats()
+        self.ctx.stats.prefetched_shards += fetched.prefetched_shards
+        self.ctx.stats.add_io(fetched.s3)
         ready, self._ready = self._ready, {}
         self._assigned.clear()
         if self.rings is not None:

@@ -2,7 +2,7 @@
 touch. Pure: integers and arrays in, integers and arrays out; no I/O, no threads."""
 
 from .mixture import MixtureSchedule, WeightSegment
-from .steps import IndexRun, Plan
+from .steps import IndexRun, Plan, make_order
 from .units import Locator, PlannedBatch, UnitPlanner
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "PlannedBatch",
     "UnitPlanner",
     "WeightSegment",
+    "make_order",
 ]

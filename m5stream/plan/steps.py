@@ -10,13 +10,28 @@ sample mode take their indices from here; none re-derives the order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 from ..config import LoaderConfig
 from ..sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
 
-__all__ = ["IndexRun", "Plan"]
+__all__ = ["IndexRun", "Plan", "make_order"]
+
+
+def make_order(config: LoaderConfig, counts: np.ndarray) -> Order:
+    """The order the config defines over shards of ``counts`` samples."""
+    return Order(counts, shuffle=config.shuffle, seed=config.seed, block_size=config.block_size)
+
+
+class _Cut(TypedDict):
+    """How global steps are cut into this rank's batches (``sampling`` keywords)."""
+
+    batch_size: int
+    world_size: int
+    rank: int
+    even: bool
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class IndexRun:
 class Plan:
     """This rank's batches of one epoch (see module docstring)."""
 
-    __slots__ = ("config", "epoch", "order", "steps")
+    __slots__ = ("_cut", "config", "epoch", "order", "steps")
 
     def __init__(self, config: LoaderConfig, order: Order, epoch: int) -> None:
         self.config = config
@@ -44,40 +59,26 @@ class Plan:
         self.epoch = int(epoch)
         #: global steps in the epoch (the same on every rank)
         self.steps = steps_per_epoch(order.num_samples, config.global_batch_size, config.drop_last)
+        self._cut = _Cut(
+            batch_size=config.batch_size,
+            world_size=config.world_size,
+            rank=config.rank,
+            even=config.pad_last,
+        )
 
     @classmethod
     def for_epoch(cls, config: LoaderConfig, counts: np.ndarray, epoch: int) -> Plan:
         """The plan of ``epoch`` over shards of ``counts`` samples (a new :class:`Order`)."""
-        order = Order(
-            counts, shuffle=config.shuffle, seed=config.seed, block_size=config.block_size
-        )
-        return cls(config, order, epoch)
+        return cls(config, make_order(config, counts), epoch)
 
     def indices(self, step: int) -> np.ndarray:
         """Global sample indices of this rank's batch at ``step`` (int64)."""
-        c = self.config
-        return batch_indices(
-            self.order,
-            self.epoch,
-            step,
-            batch_size=c.batch_size,
-            world_size=c.world_size,
-            rank=c.rank,
-            even=c.pad_last,
-        )
+        return batch_indices(self.order, self.epoch, step, **self._cut)
 
     def run(self, step: int) -> IndexRun | None:
         """The batch at ``step`` as a run when it is one by construction (the natural order,
         except a padded last step); scalar arithmetic only."""
-        c = self.config
-        got = batch_run(
-            self.order,
-            step,
-            batch_size=c.batch_size,
-            world_size=c.world_size,
-            rank=c.rank,
-            even=c.pad_last,
-        )
+        got = batch_run(self.order, step, **self._cut)
         return IndexRun(*got) if got is not None else None
 
     def batch(self, step: int) -> IndexRun | np.ndarray:
