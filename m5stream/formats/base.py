@@ -14,12 +14,22 @@ from typing import Any
 
 from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
+from ..errors import CorruptData
 from ..storage.s3 import S3Config
 from .caps import Fetch, FormatCaps
 
-__all__ = ["Format", "ShardReader", "Sample"]
+__all__ = ["Format", "ShardReader", "Sample", "check_unique_columns"]
 
 Sample = dict[str, Any]
+
+
+def check_unique_columns(names: list[str], what: str, uri: str) -> None:
+    """Raise :class:`CorruptData` if a table's column ``names`` repeat one: a sample is a dict,
+    so two columns of one name cannot both be its fields (``what`` says where, e.g.
+    ``"CSV header"``)."""
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CorruptData(f"{what} names column(s) {dup} more than once", uri=uri)
 
 
 class ShardReader(ABC):

@@ -14,6 +14,9 @@ header). Options (all stored in the manifest, so they are part of its fingerprin
 - ``column_types``: ``{name: type}`` with Hive/Glue type names (``int``, ``bigint``,
   ``double``, ``boolean``, ``date``, ``timestamp``, ``decimal(p,s)``, ``string`` ...);
 - ``columns``: keep only these fields.
+
+A file pyarrow cannot parse, or whose header names a column twice, is
+:class:`~m5stream.errors.CorruptData` naming the file (and pyarrow's row or column).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
 from ..storage.s3 import S3Config
-from .base import Format, Sample, ShardReader
+from .base import Format, Sample, ShardReader, check_unique_columns
 from .caps import Fetch, FormatCaps
 
 __all__ = ["CsvFormat", "arrow_type"]
@@ -92,11 +95,16 @@ def _parse(path: str, uri: str, options: dict[str, Any], columns: list[str] | No
     )
     convert = csv.ConvertOptions(column_types=types, include_columns=columns)
     try:
-        return csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        table = csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        names = table.column_names  # header names that are not UTF-8 fail here
     except FileNotFoundError:
         raise NotFound("no such file", uri=uri) from None
-    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+    # every Arrow error (invalid, key, type, not implemented...) and header names that are not
+    # UTF-8 (pyarrow raises UnicodeDecodeError for those) are the file's fault
+    except (pa.ArrowException, UnicodeDecodeError) as exc:
         raise CorruptData(f"malformed CSV: {exc}", uri=uri) from None
+    check_unique_columns(names, "malformed CSV: the header", uri)
+    return table
 
 
 def _count(uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None) -> int:

@@ -3,6 +3,8 @@
 The line index (start and end byte of every non-empty line) is computed with numpy over an
 ``mmap`` and cached like the tar index. The sample key is ``<shard key>:<line number>``
 (1-based, counting every line, so it matches an editor). ``columns=`` keeps only those fields.
+A line that is not a JSON object (malformed, not UTF-8, nested past the recursion limit) is
+:class:`~m5stream.errors.CorruptData` naming the shard, the line's key and its byte range.
 """
 
 from __future__ import annotations
@@ -76,9 +78,16 @@ class JsonlReader(ShardReader):
         raw = self.file.read(start, end - start)
         try:
             obj = json.loads(raw)
-        except ValueError as exc:
+        except ValueError as exc:  # includes UnicodeDecodeError (bytes that are not UTF-8)
             raise CorruptData(
                 f"invalid JSON: {exc}", uri=self.shard.uri, key=key, byte_range=f"{start}-{end - 1}"
+            ) from None
+        except RecursionError:  # nesting deeper than the interpreter's recursion limit
+            raise CorruptData(
+                "invalid JSON: nested too deeply to parse",
+                uri=self.shard.uri,
+                key=key,
+                byte_range=f"{start}-{end - 1}",
             ) from None
         if not isinstance(obj, dict):
             raise CorruptData(

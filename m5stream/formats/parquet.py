@@ -29,7 +29,7 @@ from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
 from ..storage.buffers import range_buffers
 from ..storage.s3 import S3Config, client, parse_s3_uri
-from .base import Format, Sample, ShardReader
+from .base import Format, Sample, ShardReader, check_unique_columns
 from .caps import Fetch, FormatCaps
 
 __all__ = ["ParquetFormat", "footer_metadata"]
@@ -40,9 +40,11 @@ _MAGIC = b"PAR1"
 
 
 def _arrow_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow raises for a damaged file: any Arrow error (invalid, not implemented,
+    index, type, capacity, and memory for a declared size it cannot allocate) or an I/O one."""
     import pyarrow as pa  # pyarrow (heavy) only when this format is read
 
-    return (pa.ArrowInvalid, pa.ArrowIOError, OSError)
+    return (pa.ArrowException, OSError)
 
 
 def _open_local(uri: str) -> Any:
@@ -52,8 +54,8 @@ def _open_local(uri: str) -> Any:
         return pq.ParquetFile(uri)
     except FileNotFoundError:
         raise NotFound("no such file", uri=uri) from None
-    except _arrow_errors() as exc:
-        raise CorruptData(f"corrupt Parquet file: {exc}", uri=uri) from None
+    except _arrow_errors() as exc:  # opening reads and parses only the footer
+        raise CorruptData(f"corrupt Parquet file (footer): {exc}", uri=uri) from None
 
 
 def _footer_length(tail: bytes, size: int, uri: str) -> int:
@@ -280,6 +282,7 @@ class ParquetReader(ShardReader):
                 table = self.file.read_row_group(g, columns=self.columns)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
+        check_unique_columns(table.column_names, f"Parquet row group {g}", self.shard.uri)
         return ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
 
     def block_at(self, local: int) -> ColumnBlock:

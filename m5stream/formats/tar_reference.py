@@ -12,10 +12,12 @@ __all__ = ["scan"]
 
 def _number(b: bytes) -> int:
     if b and b[0] & 0x80:
-        value = b[0] & 0x7F
+        if b[0] & 0x40:  # negative base-256
+            return -1
+        value = b[0] & 0x3F
         for c in b[1:]:
             value = (value << 8) | c
-        return value
+        return value if value < 1 << 63 else -1
     s = b.replace(b"\0", b" ").strip()
     s = s.split(b" ")[0] if s else b""
     if not s:
@@ -35,18 +37,28 @@ def _cstr(b: bytes) -> bytes:
     return b.split(b"\0", 1)[0]
 
 
-def _pax(data: bytes) -> dict[bytes, bytes]:
+def _pax(data: bytes, base: int) -> dict[bytes, bytes]:
     out = {}
     i = 0
-    while i < len(data) and data[i] != 0:
-        sp = data.index(b" ", i)
-        length = int(data[i:sp])
-        if length <= 0:
-            raise ValueError("bad pax record length")
-        key, _, value = data[sp + 1 : i + length - 1].partition(b"=")
+    n = len(data)
+    while i < n and data[i] != 0:
+        sp = data.find(b" ", i, min(n, i + 20))
+        digits = data[i:sp] if sp > i else b""
+        length = int(digits) if digits.isdigit() else -1
+        if length <= sp - i + 1 or length > n - i or data[i + length - 1] != 10:
+            raise ValueError(f"bad pax record at byte {base + i}")
+        key, eq, value = data[sp + 1 : i + length - 1].partition(b"=")
+        if not eq:
+            raise ValueError(f"bad pax record at byte {base + i}")
         out[key] = value
         i += length
     return out
+
+
+def _pax_size(value: bytes, pos: int) -> int:
+    if not (value.isdigit() and len(value) <= 18):
+        raise ValueError(f"bad tar member size in pax header at byte {pos}")
+    return int(value)
 
 
 def scan(buf: bytes) -> tuple[list[bytes], np.ndarray, np.ndarray]:
@@ -71,8 +83,8 @@ def scan(buf: bytes) -> tuple[list[bytes], np.ndarray, np.ndarray]:
         typeflag = h[156]
         data_pos = pos + 512
         if pax is not None and b"size" in pax:
-            size = int(pax[b"size"])
-        if data_pos + size > n:
+            size = _pax_size(pax[b"size"], pos)
+        if size > n - data_pos:
             raise ValueError(
                 f"truncated tar member data at byte {data_pos} "
                 f"(header at byte {pos} declares {size} bytes)"
@@ -80,7 +92,7 @@ def scan(buf: bytes) -> tuple[list[bytes], np.ndarray, np.ndarray]:
         if typeflag == ord("L"):
             long_name = _cstr(bytes(buf[data_pos : data_pos + size]))
         elif typeflag == ord("x"):
-            pax = _pax(bytes(buf[data_pos : data_pos + size]))
+            pax = _pax(bytes(buf[data_pos : data_pos + size]), data_pos)
         elif typeflag == ord("g"):
             pass
         else:

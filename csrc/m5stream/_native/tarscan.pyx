@@ -8,11 +8,16 @@ header pages are ever touched). Output is ``(names, offsets, sizes)``: member pa
 ``size``; global ``g`` headers are skipped), base-256 sizes, and stops at the first zero block.
 Directories, links and other non-regular members are skipped.
 
+Hostile input is data: a declared size that is negative, not a number or past the end of the
+buffer is an error, never an allocation, a read outside ``buf`` or a step backwards (so every
+archive is scanned in one forward pass). Member names are returned as they are (absolute,
+``..``, newlines): they are keys, never paths to create.
+
 Damage is reported as ``ValueError("... at byte N")`` naming the header's offset; the Python
 wrapper (``m5stream.formats.tar``) adds the shard's URI. The pure-Python twin is
 ``m5stream.formats.tar_reference.scan``.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MAX, int64_t
 
 import numpy as np
 
@@ -26,13 +31,19 @@ cdef bint is_zero_block(const unsigned char[::1] buf, Py_ssize_t pos) noexcept n
 
 
 cdef int64_t parse_number(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t width) noexcept nogil:
-    # Octal (NUL/space padded) or GNU base-256 (high bit of the first byte set). -1 if invalid.
+    # Octal (NUL/space padded) or GNU base-256 (high bit of the first byte set). -1 if invalid:
+    # not octal, negative (base-256 with the sign bit set), or not representable in 63 bits,
+    # so a hostile header can neither overflow the arithmetic below nor move the scan back.
     cdef int64_t value = 0
     cdef Py_ssize_t i
     cdef unsigned char c
     if buf[pos] & 0x80:
-        value = buf[pos] & 0x7F
+        if buf[pos] & 0x40:
+            return -1
+        value = buf[pos] & 0x3F
         for i in range(pos + 1, pos + width):
+            if value > (INT64_MAX >> 8):
+                return -1
             value = (value << 8) | buf[i]
         return value
     i = pos
@@ -44,7 +55,7 @@ cdef int64_t parse_number(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize
             break
         if c < 48 or c > 55:
             return -1
-        value = value * 8 + (c - 48)
+        value = value * 8 + (c - 48)  # at most 12 octal digits: 36 bits, no overflow
         i += 1
     return value
 
@@ -71,20 +82,31 @@ cdef bytes _cstring(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t wid
     return bytes(buf[pos:end])
 
 
-def _pax_records(bytes data):
-    # "LEN KEY=VALUE\n" records; LEN counts the whole record.
+def _pax_records(bytes data, Py_ssize_t base):
+    # "LEN KEY=VALUE\n" records; LEN (decimal) counts the whole record, newline included.
+    # ``base`` is the byte offset of ``data`` in the archive, for the error message.
     out = {}
     cdef Py_ssize_t i = 0, n = len(data), sp, length
     while i < n and data[i] != 0:
-        sp = data.index(b" ", i)
-        length = int(data[i:sp])
-        if length <= 0:
-            raise ValueError("bad pax record length")
-        rec = data[sp + 1:i + length - 1]
-        key, _, value = rec.partition(b"=")
+        sp = data.find(b" ", i, min(n, i + 20))
+        digits = data[i:sp] if sp > i else b""
+        length = int(digits) if digits.isdigit() else -1
+        if length <= sp - i + 1 or length > n - i or data[i + length - 1] != 10:
+            raise ValueError(f"bad pax record at byte {base + i}")
+        key, eq, value = data[sp + 1:i + length - 1].partition(b"=")
+        if not eq:
+            raise ValueError(f"bad pax record at byte {base + i}")
         out[key] = value
         i += length
     return out
+
+
+def _pax_size(bytes value, Py_ssize_t pos):
+    # decimal digits only (no sign, space or "_" that int() would take), at most 18 of them,
+    # so the size is never negative and data_pos + size cannot overflow
+    if not (value.isdigit() and len(value) <= 18):
+        raise ValueError(f"bad tar member size in pax header at byte {pos}")
+    return int(value)
 
 
 def scan(const unsigned char[::1] buf):
@@ -116,14 +138,14 @@ def scan(const unsigned char[::1] buf):
         typeflag = buf[pos + 156]
         data_pos = pos + 512
         if pax is not None and b"size" in pax:
-            size = int(pax[b"size"])
-        if data_pos + size > n:
+            size = _pax_size(pax[b"size"], pos)
+        if size > n - data_pos:
             raise ValueError(f"truncated tar member data at byte {data_pos} "
                              f"(header at byte {pos} declares {size} bytes)")
         if typeflag == 76:  # 'L': GNU long name for the next member
             long_name = _cstring(buf, data_pos, size)
         elif typeflag == 120:  # 'x': PAX extended header for the next member
-            pax = _pax_records(bytes(buf[data_pos:data_pos + size]))
+            pax = _pax_records(bytes(buf[data_pos:data_pos + size]), data_pos)
         elif typeflag == 103:  # 'g': PAX global header, nothing we need
             pass
         else:
