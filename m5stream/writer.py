@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -58,9 +59,13 @@ def _write_tar(path: str, samples: list[dict[str, Any]], start: int) -> None:
                     f"sample key {key!r} has a dot in its name, which webdataset "
                     "uses to separate the field"
                 )
+            if "\0" in key:  # tar cuts a member name at NUL: the key would change silently
+                raise ConfigError(f"sample key {key!r} holds a NUL, which tar names cannot")
             for name, value in s.items():
                 if name.startswith("__"):
                     continue
+                if "\0" in name:
+                    raise ConfigError(f"field {name!r} of sample {key!r} holds a NUL")
                 data = _field_bytes(name, value, key)
                 info = tarfile.TarInfo(f"{key}.{name}")
                 info.size = len(data)
@@ -90,6 +95,11 @@ def write_shards(
         raise ConfigError(f"write_shards writes 'tar' or 'parquet', not {format!r}")
     if shard_size <= 0:
         raise ConfigError("shard_size must be positive")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", prefix):
+        # the prefix is part of every shard's file name: it must not name another directory
+        raise ConfigError(
+            f"shard prefix {prefix!r} must be a plain name (letters, digits, '.', '_', '-')"
+        )
     suffix = ".tar" if format == "tar" else ".parquet"
     remote = is_s3(dst)
     if not remote:
@@ -100,10 +110,15 @@ def write_shards(
         for n, chunk in enumerate(_chunks(samples, shard_size), start=1):
             name = f"{prefix}-{n - 1:05d}{suffix}"
             local = os.path.join(tmp, name) if remote else os.path.join(dst, name)
-            if format == "tar":
-                _write_tar(local + ".part", chunk, start)
-            else:
-                _write_parquet(local + ".part", chunk)
+            try:
+                if format == "tar":
+                    _write_tar(local + ".part", chunk, start)
+                else:
+                    _write_parquet(local + ".part", chunk)
+            except BaseException:
+                # a refused key or field: leave no half-written shard behind
+                Path(local + ".part").unlink(missing_ok=True)
+                raise
             os.replace(local + ".part", local)
             if remote:
                 bucket, key = parse_s3_uri(dst.rstrip("/") + "/" + name)

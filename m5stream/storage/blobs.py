@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -132,8 +133,18 @@ def _check_size(got: int, size: int, uri: str) -> None:
         )
 
 
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
+
+
 def _cache_path(uri: str, size: int, stamp: str) -> Path:
-    return cache_dir("shards") / f"{stamp_key(uri, size, stamp)}{Path(uri).suffix}"
+    """The entry of ``uri`` in the shard cache: a hash of (URI, size, ETag) in the cache
+    directory itself. The key only lends its suffix (for a reader of the cache), and only a
+    plain one: an S3 key is untrusted text (``..``, ``/``, NUL, newlines, 1 KiB and more)
+    and never becomes part of a path."""
+    suffix = Path(uri.rsplit("/", 1)[-1]).suffix
+    if not _SAFE_SUFFIX.fullmatch(suffix):
+        suffix = ""
+    return cache_dir("shards") / f"{stamp_key(uri, size, stamp)}{suffix}"
 
 
 def shard_map(uri: str, size: int, stamp: str, s3: S3Config | None = None) -> ShardMap:
