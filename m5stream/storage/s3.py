@@ -351,7 +351,11 @@ class S3Client:
             if token:
                 q.append(("continuation-token", token))
             query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(q))
-            _, _, body = self._request("GET", bucket, query=query, operation="ListObjectsV2")
+            try:
+                _, _, body = self._request("GET", bucket, query=query, operation="ListObjectsV2")
+            except M5Error as exc:  # name the prefix listed, not just the bucket
+                exc.context["uri"] = exc.uri = f"s3://{bucket}/{prefix}"
+                raise
             root = ET.fromstring(body)
             ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
             for c in root.findall(f"{ns}Contents"):
