@@ -280,6 +280,9 @@ class ParquetReader(ShardReader):
                 table = self._remote_group(g, fetched)
             else:
                 table = self.file.read_row_group(g, columns=self.columns)
+            # the Parquet reader does not check that strings are UTF-8: a damaged or foreign
+            # file would fail later, converting a value, with a bare UnicodeDecodeError
+            table.validate(full=True)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
         check_unique_columns(table.column_names, f"Parquet row group {g}", self.shard.uri)

@@ -77,7 +77,7 @@ def test_hostile_keys_read_into_hashed_cache_entries(
     assert got == want
     assert _files(tmp_path) == set()  # nothing in the cwd
     for p in (cache / "shards").glob("*") if (cache / "shards").exists() else []:
-        assert re.fullmatch(r"[0-9a-f]{32}(\.tar)?(\.lock)?", p.name), p.name
+        assert re.fullmatch(r"[0-9a-f]{32}(\.[A-Za-z0-9]+)?(\.lock)?", p.name), p.name
     for m in MEMBERS:
         for base in (tmp_path, cache, cache / "shards", cache / "index"):
             assert not os.path.lexists(os.path.normpath(os.path.join(base, m + ".bin")))

@@ -225,3 +225,19 @@ def test_valid_inputs_read(sandbox: Sandbox) -> None:
     out = io.BytesIO()
     pq.write_table(table, out, row_group_size=3)
     assert sandbox.run("parquet", out.getvalue()) == Outcome("ok", "7 samples")
+
+
+def test_parquet_string_that_is_not_utf8_is_corrupt_data(sandbox: Sandbox) -> None:
+    # found by scripts/fuzz.py (15 min): the Parquet reader does not check UTF-8, so the value
+    # failed later, in the batch builder, with a bare UnicodeDecodeError
+    bad = pa.array([b"ok", b"\xff"], pa.binary()).view(pa.string())
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": [0, 1], "s": bad}), out)
+    _expect(
+        sandbox,
+        "parquet",
+        out.getvalue(),
+        "CorruptData",
+        "corrupt Parquet row group 0: Column 1: In chunk 0: Invalid: Invalid UTF8 sequence at "
+        "string index 1 [uri=<dir>/input.parquet index=0]",
+    )

@@ -107,7 +107,9 @@ def test_member_names_are_keys_only(
     assert _files(tmp_path) == before  # nothing new next to the data or in the cwd
     for p in cache.rglob("*"):  # the cache holds hashes only
         if p.is_file():
-            assert re.fullmatch(r"[a-z]+-[0-9a-f]{32}\.npz|[0-9a-f]{32}(\.[A-Za-z0-9]+)?", p.name)
+            assert re.fullmatch(
+                r"[a-z-]+-[0-9a-f]{32}\.npz|[0-9a-f]{32}(\.[A-Za-z0-9]+)?(\.lock)?", p.name
+            ), p.name
     _no_escape(keys, [data, work, cache, cache / "index", cache / "shards"])
 
 
