@@ -29,6 +29,7 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .mixing import Mixture, Source, mix, source
 from .source import dataset
 from .storage.s3 import S3Config
 
@@ -48,10 +49,12 @@ __all__ = [
     "Loader",
     "M5Error",
     "Manifest",
+    "Mixture",
     "NotFound",
     "PermissionDenied",
     "S3Config",
     "SlotsExhausted",
+    "Source",
     "StateMismatch",
     "Unsupported",
     "WorkerDied",
@@ -59,6 +62,8 @@ __all__ = [
     "__version__",
     "checkpoint",
     "dataset",
+    "mix",
+    "source",
     "transforms",
     "write_shards",
 ]
