@@ -29,8 +29,12 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
-from .mixing import Mixture, Source, mix, source
 from .source import dataset
+
+# isort: split
+# ``source`` (the function) is bound after the ``m5stream.source`` submodule was imported
+# (the line above), so the function is what ``m5.source`` names, as with ``dataset``.
+from .mixing import Mixture, Source, mix, source
 from .storage.s3 import S3Config
 
 __version__ = "0.1.0"

@@ -322,6 +322,10 @@ class Loader:
     def stats(self) -> dict[str, Any]:
         snap = self._stats.snapshot()
         snap["executor"] = self.executor_kind
+        if isinstance(self.order, MixtureOrder):
+            weights = self.order.schedule.weights(self._epoch * self.order.epoch_steps + self._step)
+            for name, per in snap.setdefault("sources", {}).items():
+                per["weight"] = weights.get(name, 0.0)
         snap["skipped_samples"] = [list(r) for r in self._skipped[-20:]]
         return snap
 
@@ -362,7 +366,7 @@ class Loader:
         stats = self._stats
         stats.add_seconds(out.seconds)
         if out.io:
-            stats.add_io(out.io)
+            stats.add_io(out.io)  # S3 counters, and a mixture's per-source ones
         stats.batches += 1
         stats.samples += out.samples
         for idx, key, err in out.skipped:

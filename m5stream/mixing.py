@@ -23,6 +23,7 @@ Contract:
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .catalog.manifest import Manifest
 from .dataset import Dataset
 from .errors import ConfigError
 from .formats.caps import FormatCaps
+from .storage.iostats import count_source
 from .transforms import Sample, TransformFn, apply_transform
 
 __all__ = ["Mixture", "Source", "SourceTransforms", "mix", "source"]
@@ -198,10 +200,11 @@ class Mixture(Dataset):
 
     def transforms(self, default: TransformFn | None) -> TransformFn | None:
         """The per-sample transform a Loader with transform ``default`` runs on this
-        mixture: ``default`` itself when no source has its own."""
-        if not self._own:
-            return default
-        return SourceTransforms({n: self._own.get(n, default) for n in self.names})
+        mixture (``None`` when no source has any)."""
+        by_source = {n: self._own.get(n, default) for n in self.names}
+        if all(t is None for t in by_source.values()):
+            return None
+        return SourceTransforms(by_source)
 
     def check_fields(self, transform: TransformFn | None, *, seed: int) -> None:
         """With ``granularity="sample"`` the sources' samples must share their fields (one
@@ -254,9 +257,13 @@ class Mixture(Dataset):
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         sid = self._source_of_shard(shard)
         name = self.names[sid]
+        t0 = time.perf_counter_ns()
         sample = self.datasets[name].read_at(
             int(index) - self.offsets[name], shard - int(self._shard_starts[sid]), local
         )
+        count_source(name, "read_ns", time.perf_counter_ns() - t0)
+        count_source(name, "samples", 1)
+        count_source(name, "bytes", _payload_bytes(sample))
         sample["__source__"] = name
         return sample
 
@@ -288,6 +295,18 @@ class Mixture(Dataset):
         return f"Mixture({parts}, granularity={self.granularity!r})"
 
 
+def _payload_bytes(sample: Sample) -> int:
+    n = 0
+    for k, v in sample.items():
+        if k.startswith("__"):
+            continue
+        if isinstance(v, (bytes, bytearray, memoryview, np.ndarray)):
+            n += v.nbytes if isinstance(v, (memoryview, np.ndarray)) else len(v)
+        elif isinstance(v, str):
+            n += len(v)  # characters: a cheap stand-in for the encoded size
+    return n
+
+
 class SourceTransforms:
     """The transform of a mixture sample, chosen by its ``__source__`` (picklable)."""
 
@@ -301,7 +320,8 @@ class SourceTransforms:
     def __call__(
         self, sample: Sample, *, rng: np.random.Generator | None = None, defer: bool = False
     ) -> Sample:
-        t = self.by_source[sample["__source__"]]
+        name = sample["__source__"]
+        t = self.by_source[name]
         if t is None:
             return sample
         kwargs: dict[str, Any] = {}
@@ -309,9 +329,11 @@ class SourceTransforms:
             kwargs["rng"] = rng
         if defer and getattr(t, "supports_defer", False):
             kwargs["defer"] = True
+        t0 = time.perf_counter_ns()
         out = t(sample, **kwargs)
+        count_source(name, "transform_ns", time.perf_counter_ns() - t0)
         if "__source__" not in out:
-            out["__source__"] = sample["__source__"]
+            out["__source__"] = name
         return out
 
 

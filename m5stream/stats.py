@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Stats"]
+__all__ = ["SOURCE_PREFIX", "Stats"]
+
+#: the counter keys of a mixture's per-source reads: ``source/NAME/FIELD``
+SOURCE_PREFIX = "source/"
 
 
 class Stats:
@@ -31,10 +34,18 @@ class Stats:
         self.worker_restarts = 0
         self.prefetched_shards = 0
         self.s3: dict[str, int] = {}
+        #: mixture source -> samples, bytes, read_ns, transform_ns
+        self.sources: dict[str, dict[str, int]] = {}
 
     def add_io(self, io: dict[str, int]) -> None:
+        """S3 counters, and a mixture's per-source ones (``source/NAME/FIELD`` keys)."""
         for k, v in io.items():
-            self.s3[k] = self.s3.get(k, 0) + v
+            if k.startswith(SOURCE_PREFIX):
+                name, _, fld = k[len(SOURCE_PREFIX) :].rpartition("/")
+                per = self.sources.setdefault(name, {})
+                per[fld] = per.get(fld, 0) + v
+            else:
+                self.s3[k] = self.s3.get(k, 0) + v
 
     def add_seconds(self, seconds: dict[str, float]) -> None:
         for k, v in seconds.items():
@@ -51,4 +62,18 @@ class Stats:
             "prefetched_shards": self.prefetched_shards,
             "seconds": dict(self.seconds),
             "s3": dict(self.s3),
+            **({"sources": self._sources()} if self.sources else {}),
+        }
+
+    def _sources(self) -> dict[str, dict[str, Any]]:
+        total = sum(p.get("samples", 0) for p in self.sources.values()) or 1
+        return {
+            name: {
+                "samples": p.get("samples", 0),
+                "bytes": p.get("bytes", 0),
+                "read_s": p.get("read_ns", 0) / 1e9,
+                "transform_s": p.get("transform_ns", 0) / 1e9,
+                "share": p.get("samples", 0) / total,
+            }
+            for name, p in self.sources.items()
         }

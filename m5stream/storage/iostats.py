@@ -7,13 +7,28 @@ the delta of each batch, which the loader sums into ``stats["s3"]`` (e.g. to che
 partition filter really read fewer objects). The counters are per thread, so that a
 background prefetch thread's requests are not counted twice; :func:`io_changes` lets a
 per-batch caller skip the copy when nothing was requested.
+
+A mixture's reads count per source the same way (:func:`count_source`: keys
+``source/NAME/FIELD``, e.g. samples, bytes, read and transform nanoseconds), so that they
+come back from the workers with each batch's delta; the loader moves them into
+``stats["sources"]``.
 """
 
 from __future__ import annotations
 
 import threading
 
-__all__ = ["count_bytes", "count_request", "io_changes", "io_counters", "io_delta"]
+from ..stats import SOURCE_PREFIX
+
+__all__ = [
+    "SOURCE_PREFIX",
+    "count_bytes",
+    "count_request",
+    "count_source",
+    "io_changes",
+    "io_counters",
+    "io_delta",
+]
 
 _IO = threading.local()
 
@@ -39,6 +54,12 @@ def count_request(operation: str) -> None:
 def count_bytes(nbytes: int) -> None:
     """``nbytes`` of response body received by this thread."""
     _add("bytes", nbytes)
+
+
+def count_source(name: str, field: str, n: int) -> None:
+    """``n`` more of ``field`` (``samples``, ``bytes``, ``read_ns``, ``transform_ns``) for
+    mixture source ``name``."""
+    _add(f"{SOURCE_PREFIX}{name}/{field}", n)
 
 
 def io_counters() -> dict[str, int]:
