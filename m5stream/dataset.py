@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,16 @@ class Dataset:
         self.manifest = manifest
         self.s3 = s3
         self.format = get_format(manifest.format)
+        #: file row of each selected sample, per shard (a row filter), else ``None``
+        self._rows = manifest.rows
+        #: what executors may do with this dataset: the format's capabilities, less the
+        #: column-block paths when a row filter selects rows (a run of samples is then not a
+        #: run of rows; samples are read one by one, through the selection)
+        self.caps = (
+            self.format.caps
+            if self._rows is None
+            else replace(self.format.caps, columnar=False, block_reads=False)
+        )
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
         opts = manifest.options
         keys = opts.get("partition_keys") or []
@@ -79,6 +90,8 @@ class Dataset:
         if not self.format.caps.decode_units:
             return None
         shard, local = self.manifest.locate(int(index))
+        if self._rows is not None:
+            local = int(self._rows[shard][local])
         starts = self._unit_starts(shard)
         if starts is None:
             return None
@@ -154,6 +167,8 @@ class Dataset:
         try:
             got = self._prefetched.pop(self.manifest.uri(shard), None) if self._prefetched else None
             reader = self._reader(shard)
+            if self._rows is not None:
+                local = int(self._rows[shard][local])
             key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
         except M5Error as exc:
             exc.add_context(uri=self.manifest.uri(shard), index=int(index))
@@ -254,7 +269,7 @@ class Dataset:
         """:meth:`read_columns` of consecutive samples given as :meth:`segments`; ``indices``
         may be their ``(first, count)``. A batch inside one block that carries its rows'
         indices (``ColumnBlock.number``) takes ``__index__`` as a view of them."""
-        if not segments or not self.format.caps.block_reads:
+        if not segments or not self.caps.block_reads:
             return None
         get = blocks or self.block
         keys: list[Keys] = []
@@ -336,7 +351,7 @@ class Dataset:
         batch :func:`~m5stream.batches.assemble_rows` would make from ``read_at`` of
         each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
-        caps = self.format.caps
+        caps = self.caps
         if n == 0 or not (caps.columnar or (blocks and caps.block_reads)):
             return None
         get = blocks or self.block

@@ -107,7 +107,7 @@ class Loader:
         self.order = make_order(c, ds if isinstance(ds, Mixture) else ds.manifest.counts)
         self._torch = _want_torch(c.output)
         self.read_ahead = ReadAheadBudget.choose(
-            ds.format.caps,
+            ds.caps,
             ds.manifest.sizes,
             batch_size=c.batch_size,
             global_batch_size=c.global_batch_size,
@@ -118,7 +118,7 @@ class Loader:
         #: which executor delivers the batches: "inline", "threads" or "processes"
         self.executor_kind = choose_executor(
             c,
-            ds.format.caps,
+            ds.caps,
             has_transform=transform is not None,
             has_batch_transform=batch_transform is not None,
         )

@@ -156,7 +156,9 @@ class Mixture(Dataset):
         self.s3 = None
         modules = [m for n in self.names for m in self.datasets[n].format.modules]
         self.format = _MixtureFormat(tuple(dict.fromkeys(modules)))  # type: ignore[assignment]
+        self.caps = self.format.caps
         self.manifest = self._manifest()
+        self._rows = None
         self._readers = OrderedDict()  # the sources hold the readers
         self._prefetched = {}
 

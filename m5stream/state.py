@@ -29,6 +29,7 @@ def _changes(state: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         "source": "source",
         "table_version": "Glue table version",
         "where": "partition filter",
+        "filter": "row filter",
         "num_shards": "files",
         "num_samples": "samples",
         "total_bytes": "bytes",

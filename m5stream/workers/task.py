@@ -68,7 +68,7 @@ def load_samples(
         if (
             columnar
             and transform is None
-            and dataset.format.caps.columnar
+            and dataset.caps.columnar
             and _load_columns(res, dataset, indices)
         ):
             return res
