@@ -22,6 +22,7 @@ from ._cache import cached_index
 from .catalog.manifest import Manifest
 from .errors import ConfigError, M5Error
 from .formats import get_format
+from .storage.iostats import add_io, io_counters, io_delta
 from .storage.s3 import S3Config
 
 __all__ = ["filtered"]
@@ -52,8 +53,9 @@ def filtered(manifest: Manifest, expr: Any, s3: S3Config | None = None) -> Manif
     options = manifest.options
     fmt_key = repr(sorted((k, repr(v)) for k, v in options.items() if k != "partition_values"))
 
-    def select(i: int) -> np.ndarray:
+    def select(i: int) -> tuple[np.ndarray, dict[str, int]]:
         shard = manifest.shard(i, s3)
+        before = io_counters()
 
         def build() -> dict[str, np.ndarray]:
             return {"rows": fmt.select_rows(shard, options, expr)}
@@ -69,10 +71,13 @@ def filtered(manifest: Manifest, expr: Any, s3: S3Config | None = None) -> Manif
             raise ConfigError(
                 f"filter selected rows beyond the shard's {manifest.counts[i]} rows", uri=shard.uri
             )
-        return got
+        return got, io_delta(before)
 
     with ThreadPoolExecutor(min(_THREADS, max(1, manifest.num_shards))) as pool:
-        rows = list(pool.map(select, range(manifest.num_shards)))
+        done = list(pool.map(select, range(manifest.num_shards)))
+    rows = [r for r, _ in done]
+    for _, io in done:  # the pool's requests count as this thread's (it asked for them)
+        add_io(io)
     return Manifest(
         source=manifest.source,
         format=manifest.format,

@@ -21,7 +21,7 @@ import threading
 from ..stats import SOURCE_PREFIX
 
 __all__ = [
-    "SOURCE_PREFIX",
+    "add_io",
     "count_bytes",
     "count_request",
     "count_source",
@@ -60,6 +60,12 @@ def count_source(name: str, field: str, n: int) -> None:
     """``n`` more of ``field`` (``samples``, ``bytes``, ``read_ns``, ``transform_ns``) for
     mixture source ``name``."""
     _add(f"{SOURCE_PREFIX}{name}/{field}", n)
+
+
+def add_io(delta: dict[str, int]) -> None:
+    """Count another thread's :func:`io_delta` as this thread's (work it farmed out)."""
+    for k, v in delta.items():
+        _add(k, v)
 
 
 def io_counters() -> dict[str, int]:
