@@ -323,9 +323,12 @@ class Loader:
         snap = self._stats.snapshot()
         snap["executor"] = self.executor_kind
         if isinstance(self.order, MixtureOrder):
-            weights = self.order.schedule.weights(self._epoch * self.order.epoch_steps + self._step)
-            for name, per in snap.setdefault("sources", {}).items():
-                per["weight"] = weights.get(name, 0.0)
+            sch = self.order.schedule
+            weights = sch.weights(self._epoch * self.order.epoch_steps + self._step)
+            seen = snap.get("sources", {})
+            zero = {"samples": 0, "bytes": 0, "read_s": 0.0, "transform_s": 0.0, "share": 0.0}
+            # every source of the schedule, in its order (one not drawn yet shows zeros)
+            snap["sources"] = {n: {**seen.get(n, zero), "weight": weights[n]} for n in sch.sources}
         snap["skipped_samples"] = [list(r) for r in self._skipped[-20:]]
         return snap
 
