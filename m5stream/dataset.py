@@ -3,7 +3,9 @@
 ``len(ds)`` samples, ``ds[i]`` the sample with global index ``i``; runs of samples read column
 by column out of decoded blocks (``read_segments``, ``read_columns``). A Dataset pickles as its
 manifest and options; each process opens its own shard readers lazily and keeps a small LRU of
-them, so workers never share file descriptors.
+them, so workers never share file descriptors. Reading one sample (``ds[i]``, ``read_at``) is
+safe from several threads at once (a consumer's thread pool): a shard reader holds one decoded
+block and one file position, so reads through the readers take turns.
 
 Between the formats and the execution layer: samples are read through the formats' shard
 readers. :func:`m5stream.dataset` (in :mod:`m5stream.source`) makes one from a source.
@@ -12,6 +14,7 @@ readers. :func:`m5stream.dataset` (in :mod:`m5stream.source`) makes one from a s
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,6 +71,8 @@ class Dataset:
             else replace(self.format.caps, columnar=False, block_reads=False)
         )
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
+        #: uncontended in the loader's own paths (one reading thread per process)
+        self._read_lock = threading.Lock()
         opts = manifest.options
         keys = opts.get("partition_keys") or []
         wanted = opts.get("partition_columns")
@@ -165,11 +170,16 @@ class Dataset:
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
         try:
-            got = self._prefetched.pop(self.manifest.uri(shard), None) if self._prefetched else None
-            reader = self._reader(shard)
-            if self._rows is not None:
-                local = int(self._rows[shard][local])
-            key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
+            with self._read_lock:
+                got = (
+                    self._prefetched.pop(self.manifest.uri(shard), None)
+                    if self._prefetched
+                    else None
+                )
+                reader = self._reader(shard)
+                if self._rows is not None:
+                    local = int(self._rows[shard][local])
+                key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
         except M5Error as exc:
             exc.add_context(uri=self.manifest.uri(shard), index=int(index))
             raise
