@@ -296,6 +296,13 @@ class ProcessExecutor(Executor):
                 died = again
                 continue
             self.close(timeout=0.1)  # the survivors' work is lost anyway
+            n = self.ctx.config.max_worker_restarts
+            died.message += (
+                f"; max_worker_restarts={n} were spent this epoch"
+                if n
+                else "; with max_worker_restarts >= 1 a dead worker is replaced and a sample "
+                "that kills workers is found and skipped or raised as on_error says"
+            )
             raise died
 
     def _heal(self, pool: WorkerPool, rings: RingManager, died: WorkerDied) -> bool:

@@ -89,8 +89,10 @@ def test_skip_finds_the_key_and_delivers_the_rest_exactly(
 def test_finding_a_poison_sample_gives_its_restart_back(
     ds: m5.Dataset, undisturbed: list[list[Digest]]
 ) -> None:
-    """With a budget of 1, the poison sample is found and one unrelated kill still heals."""
+    """With a budget of 1, the poison sample is found and one unrelated kill still heals; a
+    second one spends the budget."""
     bad = undisturbed[0][1][0][0]
+    want = _without(undisturbed[0], bad)
     with m5.Loader(
         ds, 8, transform=fns.AbortOn(bad), on_error="skip", max_worker_restarts=1, **KW
     ) as lo:
@@ -100,8 +102,15 @@ def test_finding_a_poison_sample_gives_its_restart_back(
             if i == 4:
                 os.kill(lo.worker_pids[0], signal.SIGKILL)
         stats = lo.stats
-    assert got == _without(undisturbed[0], bad)
-    assert stats["worker_restarts"] == stats["poison_kills"] + 1
+        assert got == want
+        assert stats["worker_restarts"] == stats["poison_kills"] + 1
+        lo.load_state_dict({**lo.state_dict(), "step": 2})
+        got = []
+        with pytest.raises(m5.WorkerDied, match="max_worker_restarts=1 were spent this epoch"):
+            for b in lo:
+                got.append(_digest(b))
+                os.kill(lo.worker_pids[len(got) % 2], signal.SIGKILL)
+        assert got == want[2 : 2 + len(got)]
 
 
 def test_raise_names_the_key_and_the_signal_within_seconds(
@@ -136,7 +145,7 @@ def test_without_restarts_a_crash_is_worker_died_at_once(
 ) -> None:
     bad = undisturbed[0][2][0][3]
     with m5.Loader(ds, 8, transform=fns.AbortOn(bad), on_error="skip", **KW) as lo:
-        with pytest.raises(m5.WorkerDied, match="SIGABRT"):
+        with pytest.raises(m5.WorkerDied, match=r"SIGABRT.*with max_worker_restarts >= 1"):
             for _ in lo:
                 pass
 
