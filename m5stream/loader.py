@@ -287,6 +287,7 @@ class Loader:
         self._hold = False
         self._skipped = [list(r) for r in state.get("skipped", [])]
         self._skipped_count = int(state.get("skipped_count", len(self._skipped)))
+        self._executor.remember_skips(self._skipped)
 
     def _resume_mixture(
         self,

@@ -20,6 +20,9 @@ class Stats:
     ``wait`` (trainer blocked waiting for the next batch), ``deliver`` (trainer turning a slot
     into the returned batch). ``s3``: requests per S3 operation (``GetObject``, ...) and body
     ``bytes`` that reading batches made, in the workers and the shard prefetcher together.
+    ``worker_restarts``: dead worker processes replaced; ``poison_kills``: those of them that
+    bisecting for poison samples cost (not charged to ``max_worker_restarts``);
+    ``poison_tasks``: bisection pieces sent to workers.
     """
 
     STAGES = ("read", "transform", "decode", "assemble", "wait", "deliver")
@@ -32,6 +35,8 @@ class Stats:
         self.inline_batches = 0
         self.ring_grows = 0
         self.worker_restarts = 0
+        self.poison_kills = 0
+        self.poison_tasks = 0
         self.prefetched_shards = 0
         self.s3: dict[str, int] = {}
         #: mixture source -> samples, bytes, read_ns, transform_ns
@@ -59,6 +64,8 @@ class Stats:
             "inline_batches": self.inline_batches,
             "ring_grows": self.ring_grows,
             "worker_restarts": self.worker_restarts,
+            "poison_kills": self.poison_kills,
+            "poison_tasks": self.poison_tasks,
             "prefetched_shards": self.prefetched_shards,
             "seconds": dict(self.seconds),
             "s3": dict(self.s3),

@@ -11,7 +11,8 @@ new keys may be added):
 ``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
 batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad,
-``worker_restarts``: dead workers replaced),
+``worker_restarts``: dead workers replaced, ``poison_kills``: those a poison-sample hunt
+cost),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
 ``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
 ``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
@@ -139,7 +140,10 @@ def format_report(r: dict[str, Any]) -> str:
     if res.get("skipped"):
         lines.append(f"skipped     {res['skipped']} bad samples")
     if res.get("worker_restarts"):
-        lines.append(f"restarts    {res['worker_restarts']} dead worker(s) replaced")
+        line = f"restarts    {res['worker_restarts']} dead worker(s) replaced"
+        if res.get("poison_kills"):
+            line += f", {res['poison_kills']} of them finding poison samples"
+        lines.append(line)
     b = r["bottleneck"]
     lines.append(f"bottleneck  {b['stage']}: {b['reason']}")
     if b["suggestion"]:

@@ -206,6 +206,7 @@ def _outcome(
             "mb_per_s": got.mb_per_s,
             "skipped": stats["skipped"],
             "worker_restarts": stats["worker_restarts"],
+            "poison_kills": stats["poison_kills"],
         },
         stages=st,
         workers={

@@ -82,8 +82,9 @@ def check_schema(res: dict[str, Any]) -> None:
         "mb_per_s",
         "skipped",
         "worker_restarts",
+        "poison_kills",
     }
-    assert res["result"]["worker_restarts"] == 0
+    assert res["result"]["worker_restarts"] == res["result"]["poison_kills"] == 0
     assert list(res["stages"]) == STAGES and all(v >= 0 for v in res["stages"].values())
     assert set(res["workers"]) == {"count", "utilisation"}
     assert set(res["memory"]) == {"peak_tree_pss_bytes", "peak_tree_rss_bytes"}
