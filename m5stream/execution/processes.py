@@ -353,8 +353,17 @@ class ProcessExecutor(Executor):
             del self._assigned[ran.task.step, ran.task.part]
             self._blame(rings, ran.task, describe_exit(died.exit_code))
         for s in held:
-            if s is not ran or not hunting:
-                self._send(pool, wid, s.task, s.nbytes)
+            if s is ran and hunting:
+                continue
+            if s.task.ring_id != rings.ring.ring_id and not s.task.part:
+                # the ring grew since it was sent: the replacement maps only the new ring, so
+                # the step goes again whole, into a slot of that ring (_fill sends it first)
+                del self._assigned[s.task.step, s.task.part]
+                rings.release(s.task.ring_id, s.task.slot)
+                self._redo.append(s.task.step)
+                continue
+            self._send(pool, wid, s.task, s.nbytes)
+        self._redo.sort()
         return True
 
     def _blame(self, rings: RingManager, task: TaskMsg, how: str) -> None:
