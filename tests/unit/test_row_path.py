@@ -58,3 +58,32 @@ def test_failures_are_those_of_the_batch_order(ds: m5.Dataset) -> None:
     res = load_samples(ds, tf, idx, seed=0, epoch=0, on_error="skip")
     assert [r[0] for r in res.skipped] == [120, 3]
     assert [int(s["id"]) for s in res.samples] == [150, 7, 60, 199]
+
+
+def test_decoded_row_groups_are_kept_within_the_process_budget(
+    ds: m5.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random access keeps decoded row groups up to the budget (each decoded once over two
+    shuffled passes), and never holds more than the budget."""
+    from m5stream.formats import parquet
+
+    decoded: list[int] = []
+    real = parquet.ParquetReader.decode_table
+
+    def spy(self: Any, unit: int, fetched: Any = None) -> Any:
+        decoded.append(unit)
+        return real(self, unit, fetched)
+
+    monkeypatch.setattr(parquet.ParquetReader, "decode_table", spy)
+    monkeypatch.setattr(parquet, "_BLOCKS", parquet._BlockCache(64 << 20))
+    order = np.random.default_rng(1).permutation(200).tolist() * 2
+    assert [int(ds[i]["id"]) for i in order] == order
+    assert len(decoded) == 8  # 2 files x 4 row groups, once each
+    one = parquet._BLOCKS._bytes // 8
+    small = parquet._BlockCache(one * 4 + one // 2)  # room for 4 of the 8
+    monkeypatch.setattr(parquet, "_BLOCKS", small)
+    decoded.clear()
+    ds.close()  # the readers' own last block goes too
+    assert [int(ds[i]["id"]) for i in order] == order
+    assert small._bytes <= small.limit and len(small._items) == 4
+    assert 8 < len(decoded) < len(order)
