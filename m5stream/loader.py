@@ -33,6 +33,7 @@ from .dataset import Dataset
 from .errors import ConfigError
 from .execution import ExecContext, Executor, StepOutput, choose_executor, make_executor
 from .plan import Plan, make_order
+from .records import Recorder, open_recorder
 from .source import dataset
 from .state import STATE_VERSION, check_state
 from .stats import Stats
@@ -120,6 +121,8 @@ class Loader:
             ExecContext(ds, c, transform, batch_transform, self.read_ahead, self._stats),
         )
         self._finalizer = weakref.finalize(self, self._executor.close)
+        # run records and live metrics (m5stream.records): None unless record= / metrics_port=
+        self._recorder: Recorder | None = open_recorder(self, self._stats, self._executor)
         self._epoch = 0
         self._step = 0
         self._hold = False
@@ -301,6 +304,8 @@ class Loader:
             stats.skipped += 1
         if len(self._skipped) > _MAX_SKIP_RECORDS:
             del self._skipped[: len(self._skipped) - _MAX_SKIP_RECORDS]
+        if self._recorder is not None:
+            self._recorder.step(out)
 
     def _finish(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self._torch:
@@ -317,6 +322,8 @@ class Loader:
         self._gen += 1
         self._executor.close()
         self.dataset.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Loader:
         return self

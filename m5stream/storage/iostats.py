@@ -1,7 +1,8 @@
 """Counters of the S3 requests the calling thread made, by operation, and the body bytes.
 
 The S3 client (:mod:`m5stream.storage.s3`) counts each request it sends (retries included)
-with :func:`count_request` and each body it receives with :func:`count_bytes`. Readers take
+with :func:`count_request`, each one it sends again with :func:`count_retry` (``retries``),
+and each body it receives with :func:`count_bytes`. Readers take
 :func:`io_counters` snapshots around a piece of work and report :func:`io_delta`: a worker
 the delta of each batch, which the loader sums into ``stats["s3"]`` (e.g. to check that a
 partition filter really read fewer objects). The counters are per thread, so that a
@@ -13,7 +14,14 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["count_bytes", "count_request", "io_changes", "io_counters", "io_delta"]
+__all__ = [
+    "count_bytes",
+    "count_request",
+    "count_retry",
+    "io_changes",
+    "io_counters",
+    "io_delta",
+]
 
 _IO = threading.local()
 
@@ -34,6 +42,11 @@ def _add(name: str, n: int) -> None:
 def count_request(operation: str) -> None:
     """One ``operation`` (``GetObject``, ``HeadObject`` ...) request sent by this thread."""
     _add(operation, 1)
+
+
+def count_retry() -> None:
+    """One request of this thread that failed and is sent again (kept as ``retries``)."""
+    _add("retries", 1)
 
 
 def count_bytes(nbytes: int) -> None:
