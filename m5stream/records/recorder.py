@@ -315,6 +315,16 @@ class Recorder:
         out.update(self._annotations)
         return out
 
+    def mark(self) -> None:
+        """Close the current interval now and write it, in the caller's thread (for a
+        boundary such as an epoch's end, and for tests; not for every step: it waits for the
+        database)."""
+        with self._lock:
+            if not self._closed:
+                self._sample()
+                if self.url is not None:
+                    self._flush(final=False)
+
     def annotate(self, **fields: Any) -> None:
         """Columns to set on the run row from now on (e.g. a bench run's ``kind``,
         ``result``, ``bottleneck``); they override the recorder's own values."""
