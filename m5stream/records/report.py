@@ -124,6 +124,8 @@ def _num(v: float) -> str:
         return f"{v / 1e6:.3g}M"
     if a >= 1e4:
         return f"{v / 1e3:.3g}k"
+    if a >= 100 or v == int(v):
+        return f"{v:,.0f}"
     return f"{v:.3g}"
 
 
@@ -252,9 +254,9 @@ def stages_svg(run: Mapping[str, Any], w: int = 520, h: int = 240) -> str:
     wall = float(run.get("seconds") or 0.0)
     body.append(
         f'<text x="{left}" y="{h - 10}">input-bound {ib:.0%} of {wall:.1f} s; '
-        f"bottleneck: {_esc(run.get('bottleneck'))} (worker stages summed over workers)</text>"
+        f"bottleneck: {_esc(run.get('bottleneck'))}</text>"
     )
-    return _svg("stages", w, h, body, "stage breakdown")
+    return _svg("stages", w, h, body, "stage breakdown (worker stages summed over workers)")
 
 
 def scatter_svg(runs: Sequence[Mapping[str, Any]], w: int = 560, h: int = 300) -> str:
@@ -299,7 +301,7 @@ def sources_svg(
     names = sorted({n for d in by_seq.values() for n in d} | set(weights or {}))
     colors = {n: _COLORS[i % len(_COLORS)] for i, n in enumerate(names)}
     f = _Frame(
-        w - 90, h, (0.0, float(max(1, len(by_seq)))), (0.0, 1.0), "interval", "share of samples"
+        w - 120, h, (0.0, float(max(1, len(by_seq)))), (0.0, 1.0), "interval", "share of samples"
     )
     body = f.axes()
     seqs = sorted(by_seq)
@@ -332,8 +334,8 @@ def sources_svg(
     for i, n in enumerate(names):
         wt = f" (w {float(weights[n]):.2f})" if weights and n in weights else ""
         body.append(
-            f'<rect x="{w - 82}" y="{14 + 16 * i}" width="10" height="10" fill="{colors[n]}"/>'
-            f'<text x="{w - 68}" y="{23 + 16 * i}">{_esc(n)}{wt}</text>'
+            f'<rect x="{w - 112}" y="{14 + 16 * i}" width="10" height="10" fill="{colors[n]}"/>'
+            f'<text x="{w - 98}" y="{23 + 16 * i}">{_esc(n)}{wt}</text>'
         )
     return _svg("sources", w, h, body, "per-source proportions per interval (dashed: weights)")
 

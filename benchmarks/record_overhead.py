@@ -1,0 +1,164 @@
+"""Run records and live metrics on against off, on the image pipeline.
+
+Two Loaders over the same ``imagenet`` corpus (``benchmarks/image_pipeline.py``: ~500 px
+photos, RandomResizedCrop(224) + flip + normalize, batch 64, 2 worker processes), alive side by
+side: ``off`` records nothing; ``on`` records to a SQLite file (``record_interval=1``: a row
+and a transaction every second, ten times the default) and serves Prometheus metrics on
+127.0.0.1, scraped every second by a thread of this process. Each repeat times ``--batches``
+batches of each loader after a warm-up batch, alternately (off, on, on, off, ...). The
+figures: the median of the repeats' img/s per side and their ratio, and the median of the
+per-repeat on/off ratios (each pair ran back to back, under one machine load).
+
+Also measured: what ``Recorder.step`` (the only work recording adds to a training step) costs
+per call, on a real batch of the pipeline.
+
+    python benchmarks/record_overhead.py [--repeats 7] [--batches 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+from _common import environment, median
+from image_pipeline import MEAN, STD, corpus
+
+import m5stream as m5
+from m5stream import transforms as T
+from m5stream.records import recorder_of
+from m5stream.records.store import RunStore
+
+
+def _pipeline() -> T.Compose:
+    return T.Compose(
+        [
+            T.DecodeImage("jpg"),
+            T.RandomResizedCrop(224),
+            T.RandomHorizontalFlip(),
+            T.Normalize(MEAN, STD),
+        ]
+    )
+
+
+def _rate(loader: m5.Loader, batches: int, batch: int) -> float:
+    def forever():  # type: ignore[no-untyped-def]
+        while True:
+            yield from loader
+
+    it = forever()
+    next(it)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    rate = batches * batch / (time.perf_counter() - t0)
+    it.close()
+    return rate
+
+
+class _Scraper(threading.Thread):
+    def __init__(self, url: str, every: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every = url, every
+        self.scrapes = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            with urllib.request.urlopen(self.url, timeout=5) as r:
+                r.read()
+            self.scrapes += 1
+
+
+def _step_cost(loader: m5.Loader) -> float:
+    """Seconds one Recorder.step takes on one of the pipeline's batches (median of 5 x 2000)."""
+    rec = recorder_of(loader)
+    assert rec is not None
+    batch = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in next(iter(loader)).items()}
+    out = types.SimpleNamespace(batch=batch, seconds={}, step=0, skipped=[])
+    costs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            rec.step(out)
+        costs.append((time.perf_counter() - t0) / 2000)
+    return median(costs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    root = corpus("imagenet")
+    ds = m5.dataset(str(root / "*.jpg"))
+    tmp = Path(tempfile.mkdtemp(prefix="m5-record-overhead-"))
+    url = f"sqlite:///{tmp / 'runs.db'}"
+    common = dict(transform=_pipeline(), shuffle=True, num_workers=a.workers, output="torch")
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    with (
+        m5.Loader(ds, 64, record=None, metrics_port=None, **common) as off,  # type: ignore[arg-type]
+        m5.Loader(ds, 64, record=url, metrics_port=0, record_interval=1.0, **common) as on,  # type: ignore[arg-type]
+    ):
+        rec = recorder_of(on)
+        assert rec is not None and rec.metrics_url is not None
+        scraper = _Scraper(rec.metrics_url, 1.0)
+        scraper.start()
+        for r in range(a.repeats):
+            order = (("off", off), ("on", on)) if r % 2 == 0 else (("on", on), ("off", off))
+            for side, lo in order:
+                rates[side].append(_rate(lo, a.batches, 64))
+        scraper.stop.set()
+        scraper.join()
+        step_s = _step_cost(on)
+        run_id = rec.run_id
+    with RunStore(url) as store:
+        intervals = len(store.intervals(run_id))
+    med = {k: median(v) for k, v in rates.items()}
+    ratio = med["on"] / med["off"]
+    # each repeat ran both sides back to back: the ratio within a pair sees one machine load
+    pair = median([x / y for x, y in zip(rates["on"], rates["off"])])
+    per_batch = 64 / med["off"]
+    result = {
+        "median_img_s": med,
+        "on_over_off": ratio,
+        "paired_ratio_median": pair,
+        "slowdown_pct": 100 * (1 - ratio),
+        "runs": rates,
+        "recorder_step_us": step_s * 1e6,
+        "step_share_of_batch_pct": 100 * step_s / per_batch,
+        "intervals_written": intervals,
+        "scrapes": scraper.scrapes,
+    }
+    print(
+        f"# record overhead: imagenet corpus, batch 64, {a.workers} workers, {a.batches} "
+        f"batches x {a.repeats} repeats, alternating; {environment()}"
+    )
+    for side, label in (
+        ("off", "off (no records, no metrics)   "),
+        ("on", "on  (sqlite every 1 s, scraped)"),
+    ):
+        runs = [round(x) for x in rates[side]]
+        print(f"{label} {med[side]:7,.0f} img/s   runs {runs}")
+    print(
+        f"on / off = {ratio:.3f} ({result['slowdown_pct']:+.1f}% slower); median of the "
+        f"paired ratios {pair:.3f}"
+    )
+    print(
+        f"Recorder.step {step_s * 1e6:.1f} us per batch = "
+        f"{result['step_share_of_batch_pct']:.4f}% of a {per_batch * 1e3:.0f} ms batch; "
+        f"{intervals} interval rows written, {scraper.scrapes} scrapes"
+    )
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
