@@ -200,8 +200,17 @@ class Recorder:
         if metrics is not None:
             from .metrics import serve  # lazy: prometheus-client is needed only for metrics
 
-            self._metrics = serve(self, *metrics)
-            self.metrics_address = self._metrics.address
+            try:
+                self._metrics = serve(self, *metrics)
+                self.metrics_address = self._metrics.address
+            except OSError as exc:  # e.g. the port is taken (two ranks on one host, one port)
+                log.error(
+                    "m5stream metrics: cannot serve on %s:%d (%s); training goes on without "
+                    "this loader's metrics (give each rank its own port)",
+                    metrics[0],
+                    metrics[1],
+                    exc,
+                )
         self._thread = threading.Thread(target=self._run, name="m5stream-recorder", daemon=True)
         self._thread.start()
 

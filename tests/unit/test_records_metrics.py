@@ -120,3 +120,23 @@ def test_mixture_samples_per_source(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(recorder_mod.Recorder, "__init__", init)
     recorded_mixture_run(f"sqlite:///{tmp_path / 'r.db'}")
     assert seen == {"en": 128.0, "ja": 77.0, "img": 51.0}
+
+
+def test_a_taken_port_costs_the_metrics_not_the_loader(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import socket
+
+    src = make_tar_dataset(tmp_path / "d", shards=1, per_shard=8)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="m5stream.records"):
+            with m5.Loader(src, 4, output="numpy", metrics_port=port) as lo:
+                assert sum(len(b["__index__"]) for b in lo) == 8
+                rec = recorder_of(lo)
+                assert rec is not None and rec.metrics_url is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
