@@ -17,6 +17,7 @@ import sys
 from typing import Any, NoReturn
 
 from .bench import format_report, run_bench
+from .bench.mixspec import is_mixture_spec, load_mixture
 from .bench.peers import PEERS
 from .bench.plot import plot
 from .bench.presets import PRESETS
@@ -106,7 +107,42 @@ def _field_type(v: Any) -> str:
     return type(v).__name__
 
 
+def _inspect_mixture(args: argparse.Namespace) -> int:
+    mx = load_mixture(args.source)
+    summary = {
+        "mixture": args.source,
+        "granularity": mx.granularity,
+        "epoch_samples": mx.epoch_samples,
+        "weights": mx.weights,
+        "fingerprint": mx.fingerprint,
+        "sources": {
+            n: {
+                "source": d.manifest.source,
+                "format": d.manifest.format,
+                "shards": d.manifest.num_shards,
+                "samples": len(d),
+                "fingerprint": d.fingerprint,
+                "own_transform": mx.has_own_transform(n),
+            }
+            for n, d in mx.datasets.items()
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"mixture      {args.source} ({mx.granularity}, {mx.epoch_samples:,} samples/epoch)")
+    for n, d in summary["sources"].items():
+        print(
+            f"  {n:<10} weight {mx.weights[n]:g}: {d['format']}, {d['shards']:,} shards, "
+            f"{d['samples']:,} samples, {d['source']}"
+        )
+    print(f"fingerprint  {mx.fingerprint}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    if is_mixture_spec(args.source):
+        return _inspect_mixture(args)
     ds = dataset(args.source, format=args.format)
     m = ds.manifest
     first = ds[0] if len(ds) else {}
@@ -180,7 +216,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Measure loader throughput, attribute the time to stages, name the "
         "bottleneck, and compare with other loaders on the same data.",
     )
-    b.add_argument("source", nargs="?", help="dataset source; omitted: the embedded demo")
+    b.add_argument(
+        "source",
+        nargs="?",
+        help="dataset source, or a mixture file (MIX.json); omitted: the embedded demo",
+    )
     b.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
     b.add_argument(
         "--transform",
@@ -217,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--run-name", default=None, help="the run's name in its record")
     b.add_argument("--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE")
     i = sub.add_parser("inspect", help="what a source holds, and whether every shard opens")
-    i.add_argument("source")
+    i.add_argument("source", help="dataset source, or a mixture file (MIX.json)")
     i.add_argument("--format", default=None)
     i.add_argument("--check-shards", type=_workers, default=None, help="check only the first N")
     i.add_argument("--json", action="store_true", help="print JSON")

@@ -11,12 +11,15 @@ new keys may be added):
 ``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
 batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad,
-``worker_restarts``: dead workers replaced),
+``worker_restarts``: dead workers replaced, ``poison_kills``: those a poison-sample hunt
+cost),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
 ``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
 ``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
 ``memory`` (``peak_tree_pss_bytes``, ``peak_tree_rss_bytes``: this process plus workers),
 ``s3`` (requests per operation and ``bytes``, when the source is on S3),
+``sources`` (a mixture only: per source ``samples``, ``bytes``, ``read_s``, ``transform_s``,
+``share``: its realised part of the samples, ``weight``: its weight at the last step),
 ``bottleneck`` (``stage``: fetch | decode | transform | collate | handoff | trainer,
 ``reason``, ``suggestion``),
 ``timeline`` (``[seconds, samples/s]`` pairs), and
@@ -73,10 +76,20 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     if r.get("s3"):
         lines.append("s3          " + ", ".join(f"{k} {v:,}" for k, v in r["s3"].items()))
+    for i, (name, p) in enumerate(r.get("sources", {}).items()):
+        lines.append(
+            ("sources     " if i == 0 else "            ")
+            + f"{name}: {p['share']:.1%} of samples (weight {p['weight']:.1%}), "
+            f"{p['samples']:,} samples, {_mb(p['bytes'])}, read {p['read_s']:.2f}s, "
+            f"transform {p['transform_s']:.2f}s"
+        )
     if res.get("skipped"):
         lines.append(f"skipped     {res['skipped']} bad samples")
     if res.get("worker_restarts"):
-        lines.append(f"restarts    {res['worker_restarts']} dead worker(s) replaced")
+        line = f"restarts    {res['worker_restarts']} dead worker(s) replaced"
+        if res.get("poison_kills"):
+            line += f", {res['poison_kills']} of them finding poison samples"
+        lines.append(line)
     b = r["bottleneck"]
     lines.append(f"bottleneck  {b['stage']}: {b['reason']}")
     if b["suggestion"]:

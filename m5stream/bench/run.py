@@ -12,10 +12,12 @@ import numpy
 
 from .. import __version__
 from ..demo import demo_dataset
+from ..errors import ConfigError
 from ..loader import Loader
 from ..records import recorder_of
 from ..source import dataset
 from .measure import measure
+from .mixspec import is_mixture_spec, load_mixture
 from .monitor import PeakTreeMemory, Progress
 from .peers import run_peer
 from .presets import resolve_transform
@@ -72,7 +74,10 @@ def run_bench(
     if batches is None and seconds is None:
         seconds = 10.0
     t0 = time.perf_counter()
-    ds = dataset(source, format=format)
+    mixed = is_mixture_spec(source)
+    if mixed and compare:
+        raise ConfigError("--compare runs the peers on one dataset, not on a mixture")
+    ds = load_mixture(source) if mixed else dataset(source, format=format)
     listing = time.perf_counter() - t0
     result = _header(source, ds, preset.name, batch_size, workers, executor, batches, seconds)
     # recording as any Loader does; an explicit None would switch $M5STREAM_RECORD off
@@ -228,6 +233,7 @@ def _outcome(
             "mb_per_s": got.mb_per_s,
             "skipped": stats["skipped"],
             "worker_restarts": stats["worker_restarts"],
+            "poison_kills": stats["poison_kills"],
         },
         stages=st,
         workers={
@@ -239,4 +245,5 @@ def _outcome(
         bottleneck=bottleneck(st, got.seconds, workers),
         timeline=got.timeline,
         compare={},
+        **({"sources": stats["sources"]} if "sources" in stats else {}),
     )

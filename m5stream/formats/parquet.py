@@ -29,7 +29,7 @@ from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
 from ..storage.buffers import range_buffers
 from ..storage.s3 import S3Config, client, parse_s3_uri
-from .base import Format, Sample, ShardReader
+from .base import Format, Sample, ShardReader, expression_columns, matching_rows
 from .caps import Fetch, FormatCaps
 
 __all__ = ["ParquetFormat", "footer_metadata"]
@@ -265,7 +265,8 @@ class ParquetReader(ShardReader):
             range_buffers().give(buf)  # kept out of the pool while anything holds a view
         return table
 
-    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
+    def decode_table(self, unit: int, fetched: Fetch | None = None) -> Any:
+        """Row group ``unit``'s projected columns as a pyarrow table."""
         g = int(unit)
         if not 0 <= g < len(self.group_starts) - 1:
             raise CorruptData(
@@ -280,7 +281,11 @@ class ParquetReader(ShardReader):
                 table = self.file.read_row_group(g, columns=self.columns)
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
-        return ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
+        return table
+
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
+        table = self.decode_table(unit, fetched)
+        return ColumnBlock(table, self.shard.key, int(self.group_starts[int(unit)]))
 
     def block_at(self, local: int) -> ColumnBlock:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
@@ -349,6 +354,20 @@ class ParquetFormat(Format):
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return ParquetReader(shard, options)
+
+    def select_rows(self, shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+        """Row group by row group, reading only the column chunks ``expr`` references."""
+        md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)
+        cols = expression_columns(expr, md.schema.to_arrow_schema(), shard.uri)
+        reader = ParquetReader(shard, {**options, "columns": cols})
+        try:
+            parts = [
+                matching_rows(reader.decode_table(g), expr, shard.uri) + reader.group_starts[g]
+                for g in range(md.num_row_groups)
+            ]
+        finally:
+            reader.close()
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def unit_starts(self, shard: ShardInfo, options: dict[str, Any]) -> np.ndarray:
         md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)

@@ -485,6 +485,23 @@ def _source_label(source: str | None) -> str:
     return source if len(source) <= 120 else source[:117] + "..."
 
 
+def _current_weights(loader: Any) -> Callable[[], Any]:
+    """The mixture weights in force at the loader's position (its schedule's, after any
+    re-weighting), through a weak reference: the recorder must not keep the loader alive."""
+    ref = weakref.ref(loader)
+    initial = getattr(loader.dataset, "weights", None)
+
+    def weights() -> Any:
+        lo = ref()
+        order: Any = getattr(lo, "order", None)
+        schedule = getattr(order, "schedule", None)
+        if lo is None or schedule is None:
+            return initial
+        return schedule.weights(lo.epoch * order.epoch_steps + lo.step)
+
+    return weights
+
+
 def open_recorder(loader: Any, stats: Stats, executor: Any = None) -> Recorder | None:
     """The recorder of ``loader`` when its config asks for records or metrics, else ``None``.
 
@@ -541,7 +558,7 @@ def open_recorder(loader: Any, stats: Stats, executor: Any = None) -> Recorder |
         metrics=metrics,
         interval=c.record_interval,
         queue_depth=qd if callable(qd) else None,
-        weights=(lambda: getattr(ds, "weights", None)) if weights_of is not None else None,
+        weights=_current_weights(loader) if weights_of is not None else None,
         source_label=_source_label(desc["source"]),
     )
     weakref.finalize(loader, rec.close)

@@ -52,6 +52,7 @@ def load_samples(
     on_error: str,
     defer: bool = False,
     columnar: bool = False,
+    on_read: Callable[[int, str], None] | None = None,
 ) -> LoadResult:
     """Read and transform ``indices``; with ``on_error="skip"`` failures are recorded, not raised.
 
@@ -60,7 +61,8 @@ def load_samples(
     ``columnar`` (no per-sample transform, no batch transform): formats that can read a run of
     samples at once (Parquet, CSV) fill ``columns`` with the finished batch instead of
     ``samples``; if that fails the batch is read again row by row, so errors and skips are
-    exactly those of the row path.
+    exactly those of the row path. ``on_read(index, key)`` is called for each sample read on
+    the row path, before it is transformed (a bisection piece names its sample this way).
     """
     res = LoadResult()
     io0 = io_counters()
@@ -68,11 +70,11 @@ def load_samples(
         if (
             columnar
             and transform is None
-            and dataset.format.caps.columnar
+            and dataset.caps.columnar
             and _load_columns(res, dataset, indices)
         ):
             return res
-        _load(res, dataset, transform, indices, seed, epoch, on_error, defer)
+        _load(res, dataset, transform, indices, seed, epoch, on_error, defer, on_read)
     finally:
         res.io = io_delta(io0)
     return res
@@ -99,6 +101,7 @@ def _load(
     epoch: int,
     on_error: str,
     defer: bool,
+    on_read: Callable[[int, str], None] | None,
 ) -> None:
     clock = time.perf_counter
     shards, locals_ = dataset.locate_many(indices)
@@ -111,6 +114,8 @@ def _load(
         try:
             sample = dataset.read_at(idx, shard, local)
             key = sample["__key__"]
+            if on_read is not None:
+                on_read(idx, key)
             t1 = clock()
             res.seconds["read"] += t1 - t0
             sample = apply_transform(transform, sample, seed=seed, epoch=epoch, defer=defer)
