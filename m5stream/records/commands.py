@@ -34,9 +34,10 @@ def _url(given: str | None) -> str:
     return url or default_url()
 
 
-def _open(url: str, *, read_only: bool = False) -> Any:
-    """A store for reading ``url``: refuses a SQLite file that does not exist; brings an older
-    schema up to date (unless ``read_only``)."""
+def _open(url: str) -> Any:
+    """A read-only store of ``url`` (the database refuses writes, so ``--where`` and
+    ``runs sql`` can only read). Refuses a SQLite file that does not exist; brings an older
+    schema up to date first, through a writable connection of its own."""
     import sqlalchemy as sa  # lazy: the CLI's other commands do not need SQLAlchemy
 
     from .schema import SCHEMA_VERSION, current_version
@@ -46,14 +47,15 @@ def _open(url: str, *, read_only: bool = False) -> Any:
     db = u.database
     if u.get_backend_name() == "sqlite" and db and db != ":memory:" and not os.path.exists(db):
         raise CommandError(f"no run database at {db} (record runs with record=...)")
-    store = RunStore(url, read_only=read_only, migrate=False)
+    store = RunStore(url, read_only=True, migrate=False)
     with store.engine.connect() as conn:
         version = current_version(conn)
     if version == 0:
         store.close()
         raise CommandError(f"{redact(url)} holds no m5stream runs")
-    if version < SCHEMA_VERSION and not read_only:
-        store.migrate()
+    if version < SCHEMA_VERSION:
+        with RunStore(url):  # a writer migrates on opening
+            pass
     return store
 
 
@@ -302,7 +304,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _sql(args: argparse.Namespace) -> int:
     import sqlalchemy.exc  # lazy: the CLI's other commands do not need SQLAlchemy
 
-    store = _open(_url(args.db), read_only=True)
+    store = _open(_url(args.db))
     try:
         cols, rows = store.sql(args.statement)
     except sqlalchemy.exc.SQLAlchemyError as exc:

@@ -198,8 +198,12 @@ class Recorder:
         self._metrics: Any = None
         self.metrics_address: tuple[str, int] | None = None
         if metrics is not None:
-            from .metrics import serve  # lazy: prometheus-client is needed only for metrics
-
+            try:
+                from .metrics import serve  # lazy: prometheus-client is needed only for metrics
+            except ImportError:
+                raise ConfigError(
+                    "metrics_port= needs prometheus-client: pip install 'm5stream[records]'"
+                ) from None
             try:
                 self._metrics = serve(self, *metrics)
                 self.metrics_address = self._metrics.address
