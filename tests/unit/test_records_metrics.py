@@ -140,3 +140,22 @@ def test_a_taken_port_costs_the_metrics_not_the_loader(
                 assert rec is not None and rec.metrics_url is None
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
+
+
+def test_queue_depth_of_each_executor(tmp_path: Path) -> None:
+    """The gauge reads the executor: steps planned ahead (threads), tasks in flight
+    (processes), nothing ahead (inline)."""
+    src = make_tar_dataset(tmp_path / "d", shards=4, per_shard=32)
+    for kind, nw in (("inline", 0), ("threads", 2), ("processes", 2)):
+        with m5.Loader(src, 4, num_workers=nw, executor=kind, output="numpy", metrics_port=0) as lo:
+            rec = recorder_of(lo)
+            assert rec is not None
+            it = iter(lo)
+            next(it)
+            depth = rec.queue_depth()
+            assert (depth == 0) if kind == "inline" else (depth >= 1), (kind, depth)
+            assert (
+                _one(_scrape(rec.metrics_url or "")["m5stream_queue_depth"]) == depth
+                or kind != "inline"
+            )
+            it.close()  # type: ignore[attr-defined]
