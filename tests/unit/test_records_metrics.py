@@ -154,8 +154,6 @@ def test_queue_depth_of_each_executor(tmp_path: Path) -> None:
             next(it)
             depth = rec.queue_depth()
             assert (depth == 0) if kind == "inline" else (depth >= 1), (kind, depth)
-            assert (
-                _one(_scrape(rec.metrics_url or "")["m5stream_queue_depth"]) == depth
-                or kind != "inline"
-            )
+            scraped = _one(_scrape(rec.metrics_url or "")["m5stream_queue_depth"])
+            assert scraped == 0 if kind == "inline" else scraped >= 0
             it.close()  # type: ignore[attr-defined]
