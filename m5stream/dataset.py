@@ -24,9 +24,10 @@ import numpy as np
 
 from .batches.columns import ColumnBlock, Keys, concat, settle
 from .catalog.glue import partition_value
-from .catalog.manifest import Manifest
+from .catalog.manifest import Manifest, ShardInfo
 from .errors import ConfigError, CorruptData, M5Error
 from .formats import Sample, ShardReader, get_format
+from .storage.blobs import is_s3
 from .storage.s3 import S3Config
 
 __all__ = ["Dataset"]
@@ -117,6 +118,18 @@ class Dataset:
             return None
         starts = self._units[0]
         return int(starts[1]) if len(starts) > 1 else int(self.manifest.counts[0])
+
+    @property
+    def downloads_ahead(self) -> bool:
+        """Whether workers read shards of this dataset whole, downloaded from S3 into the
+        shard cache (``caps.whole_shard_fetch`` on S3): the processes executor then downloads
+        them ahead, in plan order (:meth:`shard_download`)."""
+        return self.format.caps.whole_shard_fetch and is_s3(self.manifest.root)
+
+    def shard_download(self, shard: int) -> ShardInfo | None:
+        """Shard ``shard`` (with its S3 settings) when a worker would download it whole,
+        else ``None``."""
+        return self.manifest.shard(shard, self.s3) if self.downloads_ahead else None
 
     def partition_fields(self, shard: int) -> dict[str, Any]:
         """The partition key fields of shard ``shard``'s samples (Glue tables; else empty)."""

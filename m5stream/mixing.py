@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .catalog.manifest import Manifest
+from .catalog.manifest import Manifest, ShardInfo
 from .dataset import Dataset
 from .errors import ConfigError
 from .formats.caps import FormatCaps
@@ -246,6 +246,14 @@ class Mixture(Dataset):
 
     def unit_rows(self) -> int | None:
         return None
+
+    @property
+    def downloads_ahead(self) -> bool:
+        return any(ds.downloads_ahead for ds in self.datasets.values())
+
+    def shard_download(self, shard: int) -> ShardInfo | None:
+        sid = self._source_of_shard(shard)
+        return self.datasets[self.names[sid]].shard_download(shard - int(self._shard_starts[sid]))
 
     def prefetch(self, shards: np.ndarray) -> None:
         sh = np.asarray(shards, dtype=np.int64)

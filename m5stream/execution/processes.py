@@ -4,7 +4,8 @@ shared-memory slots; the trainer receives a small reply per batch and delivers i
 The trainer keeps ``budget.steps`` batches in flight, each sent to the least loaded worker,
 except that batches starting in the same decode unit (a Parquet row group) go to one worker,
 so the unit is decoded once. Replies arrive in any order and are delivered in step order.
-Shards that workers would read whole from S3 (``caps.whole_shard_fetch``) are downloaded
+Shards that workers would read whole from S3 (``Dataset.downloads_ahead``: tar, JSONL, CSV;
+for a mixture, those of such sources) are downloaded
 ahead into the disk shard cache by the one read-ahead (:mod:`m5stream.execution.readahead`,
 fetch-only), in the order the plan needs them; a worker that needs a shard still downloading
 waits for that download (the cache entry's lock) rather than starting another.
@@ -37,7 +38,7 @@ from ..formats.caps import Fetch
 from ..plan import Plan, UnitPlanner
 from ..plan.units import Unit, compact_indices
 from ..stats import Stats
-from ..storage.blobs import is_s3, start_local_shard
+from ..storage.blobs import start_local_shard
 from ..workers.bisect import Hunt, PoisonRecord, join_batches
 from ..workers.pool import WorkerPool, describe_exit
 from ..workers.protocol import DoneReply, ErrorReply, KeyReply, Reply, TaskMsg
@@ -156,7 +157,7 @@ class ProcessExecutor(Executor):
         self._gen += 1
         self.plan, self.step, self._dispatch = plan, step, step
         ds = self.ctx.dataset
-        if ds.format.caps.whole_shard_fetch and is_s3(ds.manifest.root):
+        if ds.downloads_ahead:
             budget = self.ctx.budget
             self._ahead = ReadAhead(
                 ds,
@@ -169,11 +170,10 @@ class ProcessExecutor(Executor):
             )
 
     def _download(self, unit: Unit) -> Fetch:
-        m = self.ctx.dataset.manifest
-        shard = unit[0]
-        fut = start_local_shard(
-            m.uri(shard), int(m.sizes[shard]), m.stamps[shard], self.ctx.dataset.s3
-        )
+        info = self.ctx.dataset.shard_download(unit[0])
+        if info is None:  # a mixture's source read otherwise: nothing to download
+            return Fetch(lambda: None)
+        fut = start_local_shard(info.uri, info.size, info.stamp, info.s3)
         with self._fetched_lock:
             self._downloads.add(fut)
         fut.add_done_callback(self._downloaded)
@@ -353,8 +353,17 @@ class ProcessExecutor(Executor):
             del self._assigned[ran.task.step, ran.task.part]
             self._blame(rings, ran.task, describe_exit(died.exit_code))
         for s in held:
-            if s is not ran or not hunting:
-                self._send(pool, wid, s.task, s.nbytes)
+            if s is ran and hunting:
+                continue
+            if s.task.ring_id != rings.ring.ring_id and not s.task.part:
+                # the ring grew since it was sent: the replacement maps only the new ring, so
+                # the step goes again whole, into a slot of that ring (_fill sends it first)
+                del self._assigned[s.task.step, s.task.part]
+                rings.release(s.task.ring_id, s.task.slot)
+                self._redo.append(s.task.step)
+                continue
+            self._send(pool, wid, s.task, s.nbytes)
+        self._redo.sort()
         return True
 
     def _blame(self, rings: RingManager, task: TaskMsg, how: str) -> None:

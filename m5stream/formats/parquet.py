@@ -18,11 +18,15 @@ from __future__ import annotations
 import bisect
 import io
 import mmap
+import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from .._cache import cached_index
+from .._fork import on_fork_in_child
 from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
@@ -36,6 +40,62 @@ __all__ = ["ParquetFormat", "footer_metadata"]
 
 _FOOTER_GUESS = 64 << 10
 _MERGE_GAP = 64 << 10
+
+
+class _BlockCache:
+    """Row groups decoded for random access (``block_at``), kept by the process up to
+    ``limit`` bytes, least recently used first out: a shuffled order over a source whose
+    projected columns fit decodes each row group once per process, not once per batch. Keyed
+    by the file's URI and stamp, the projection and the row group."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[Any, ...], tuple[ColumnBlock, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> ColumnBlock | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple[Any, ...], block: ColumnBlock, nbytes: int) -> None:
+        if nbytes > self.limit // 4:
+            return  # a row group this large would push out everything else
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (block, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.limit:
+                _, (_, n) = self._items.popitem(last=False)
+                self._bytes -= n
+
+
+def _block_bytes(block: ColumnBlock) -> int:
+    """About what a decoded block holds: numpy arrays, text columns (offsets and bytes),
+    Arrow arrays."""
+    n = 0
+    for v in block.data.values():
+        got = getattr(v, "nbytes", None)
+        if got is None:  # a TextColumn
+            got = sum(getattr(getattr(v, a, None), "nbytes", 0) for a in ("offsets", "data"))
+        n += int(got)
+    return max(n, 1)
+
+
+_BLOCKS = _BlockCache(int(os.environ.get("M5STREAM_BLOCK_CACHE_BYTES", 64 << 20)))
+
+
+@on_fork_in_child
+def _reset_blocks_after_fork() -> None:
+    global _BLOCKS
+    _BLOCKS = _BlockCache(_BLOCKS.limit)  # the parent's lock may have been held
+
+
 _MAGIC = b"PAR1"
 
 
@@ -291,7 +351,12 @@ class ParquetReader(ShardReader):
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
         if g != self._group or self._block is None:
             self._block = None
-            self._block = self.decode_unit(g)
+            key = (self.shard.uri, self.shard.stamp, tuple(self.columns or ()), g)
+            block = _BLOCKS.get(key)
+            if block is None:
+                block = self.decode_unit(g)
+                _BLOCKS.put(key, block, _block_bytes(block))
+            self._block = block
             self._group = g
         return self._block
 

@@ -103,16 +103,30 @@ def _load(
     defer: bool,
     on_read: Callable[[int, str], None] | None,
 ) -> None:
+    """The row path. Samples are read in storage order (shard, then position in it) and
+    handed back in the batch's order: a shuffled batch that touches a Parquet row group
+    several times decodes it once (a reader keeps its last decoded unit), and a tar shard is
+    read forwards. Failures are those of the batch's order: skips are recorded in it, and
+    with ``on_error="raise"`` the error is the first in it (samples after it are not read)."""
     clock = time.perf_counter
     shards, locals_ = dataset.locate_many(indices)
     t0 = clock()
     dataset.prefetch(shards)
     res.seconds["read"] += clock() - t0
-    for idx, shard, local in zip(indices.tolist(), shards.tolist(), locals_.tolist()):
+    n = len(indices)
+    order = np.lexsort((locals_, shards)) if n > 1 else np.arange(n)
+    idxs, shs, locs = indices.tolist(), shards.tolist(), locals_.tolist()
+    done: list[dict[str, Any] | None] = [None] * n
+    skipped: dict[int, list[Any]] = {}
+    first_error = n  # position of the first failure in batch order (on_error="raise")
+    for pos in order.tolist():
+        if pos > first_error:
+            continue  # after the batch's first failure: never read in batch order
+        idx = idxs[pos]
         key = None
         t0 = clock()
         try:
-            sample = dataset.read_at(idx, shard, local)
+            sample = dataset.read_at(idx, shs[pos], locs[pos])
             key = sample["__key__"]
             if on_read is not None:
                 on_read(idx, key)
@@ -123,8 +137,13 @@ def _load(
         except Exception as exc:
             key = key if key is not None else getattr(exc, "key", None)
             if on_error == "skip":
-                res.skipped.append(skip_record(idx, key, exc))
+                skipped[pos] = skip_record(idx, key, exc)
                 continue
+            first_error = pos
             res.error = ErrorInfo.capture(exc, key, idx)
-            return
-        res.samples.append(sample)
+            continue
+        done[pos] = sample
+    if res.error is not None:
+        return
+    res.skipped.extend(skipped[p] for p in sorted(skipped))
+    res.samples.extend(s for s in done if s is not None)

@@ -80,3 +80,19 @@ def join_bins(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "__index__": np.asarray([s["__index__"] for s in samples], dtype=np.int64),
         "__key__": [s["__key__"] for s in samples],
     }
+
+
+class BigAt:
+    """A ``x`` array of ``nbytes`` for the samples ``first .. last - 1`` and of 16 bytes for
+    the others: a batch of those outgrows small slots (the ring grows)."""
+
+    def __init__(self, first: int, last: int, nbytes: int, later_delay: float = 0.0) -> None:
+        self.first, self.last, self.nbytes = first, last, nbytes
+        self.later_delay = later_delay  # seconds per sample after ``last``
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        i = sample["__index__"]
+        if i >= self.last:
+            time.sleep(self.later_delay)
+        n = self.nbytes if self.first <= i < self.last else 16
+        return {"__index__": i, "__key__": sample["__key__"], "x": np.full(n, i % 251, np.uint8)}

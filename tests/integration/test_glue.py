@@ -454,6 +454,10 @@ def test_mixture_of_glue_text_s3_tar_images_and_local_jsonl(
     with m5.Loader(mix, 8, shuffle=True, seed=17, num_workers=2, copy=True) as lo:
         batches = [b for _ in range(2) for b in lo]
         stats = lo.stats["sources"]
+        # the read-ahead covers the S3 tar source: both shards are made local ahead of the
+        # workers in each epoch (the second epoch finds them in the shard cache)
+        prefetched = lo.stats["prefetched_shards"]
+    assert prefetched == 4
     assert len(batches) == 2 * lo.steps_per_epoch == 2 * -(-(96 + 24 + 20) // 8)
     counts = dict.fromkeys(weights, 0)
     epochs = [0] * lo.steps_per_epoch + [1] * lo.steps_per_epoch
