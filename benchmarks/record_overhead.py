@@ -105,6 +105,11 @@ def _step_cost(loader: m5.Loader) -> float:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="m5-record-overhead-") as tmp:
+        _main(Path(tmp))
+
+
+def _main(tmp: Path) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batches", type=int, default=16)
@@ -118,7 +123,6 @@ def main() -> None:
     a = ap.parse_args()
     root = corpus("imagenet")
     ds = m5.dataset(str(root / "*.jpg"))
-    tmp = Path(tempfile.mkdtemp(prefix="m5-record-overhead-"))
     url = f"sqlite:///{tmp / 'runs.db'}"
     common = dict(transform=_pipeline(), shuffle=True, num_workers=a.workers, output="torch")
     rates: dict[str, list[float]] = {"off": [], "on": []}
