@@ -7,7 +7,8 @@ Contract:
   counters (no lock, no queue, no I/O, no allocation beyond a mixture's counts).
 * One daemon thread (``m5stream-recorder``) wakes every ``record_interval`` seconds, takes a
   snapshot of those counters and of the loader's :class:`~m5stream.stats.Stats`, and turns the
-  difference to the previous snapshot into an interval row (skipped when nothing happened).
+  difference to the previous snapshot into an interval row (none while no step ended: the
+  next row then spans the whole time).
   Counters are cumulative, so a late snapshot only makes its interval longer: nothing is
   lost by a slow thread, and the run's totals are exact at close.
 * The same thread writes: it connects (and migrates) lazily, writes the run's first row, the
@@ -278,8 +279,8 @@ class Recorder:
         cur = self.snapshot(t=last)
         prev = self._prev or Snapshot(t=self._t_first)
         if cur.batches == prev.batches and cur.skipped == prev.skipped:
-            if self._prev is not None:
-                self._prev = cur  # an idle interval: nothing to record
+            # no step ended: no row, and the span stays open (a trainer blocked on its next
+            # batch is counted, wait seconds and all, in the row of the step that ends it)
             return
         row = cur.counters(prev, self._workers, self._trainer)
         self.last_input_bound = row["input_bound"]

@@ -400,3 +400,42 @@ def test_report_html_is_self_contained(url: str, tmp_path: Path) -> None:
     assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", page)
     with RunStore(url) as store:
         assert build_report(store, limit=1).count("<tr data-run=") == 1
+
+
+def test_a_blocked_interval_stays_in_the_next_row(url: str) -> None:
+    """No step ended in an interval (the trainer blocked on its next batch): no row, and the
+    next row spans the blocked time too, so its wait share is real, never above 1."""
+    stats = Stats()
+    rec = Recorder(
+        {
+            "run_id": "9" * 32,
+            "started_at": datetime.datetime(2026, 1, 1),
+            "executor": "processes",
+            "num_workers": 2,
+        },
+        stats,
+        url=url,
+        interval=3600,
+    )
+    batch = {"x": np.zeros((2, 2), np.float32), "__index__": np.arange(2)}
+
+    def step(wait: float) -> None:
+        stats.batches += 1
+        stats.samples += 2
+        stats.add_seconds({"wait": wait})
+        rec.step(types.SimpleNamespace(step=0, batch=batch, seconds={}, skipped=[]))
+
+    step(0.0)
+    rec.mark()
+    time.sleep(0.05)
+    rec.mark()  # blocked: nothing ended
+    time.sleep(0.05)
+    step(0.1)  # the batch that ends the block: its wait covers both sleeps
+    rec.mark()
+    rec.close()
+    assert rec.finished.wait(10)
+    with RunStore(url) as store:
+        rows = store.intervals("9" * 32)
+    assert [r["seq"] for r in rows] == [0, 1]
+    assert rows[1]["t_end"] - rows[1]["t_start"] >= 0.1
+    assert 0.5 < rows[1]["input_bound"] <= 1.0
