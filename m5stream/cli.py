@@ -1,6 +1,7 @@
 """``m5stream`` command line: ``bench`` (throughput of a data path, where the time goes, and
-the loaders people use beside it), ``inspect`` (what a source holds) and ``shard`` (rewrite a
-dataset as tar/Parquet shards, locally or to S3).
+the loaders people use beside it), ``inspect`` (what a source holds), ``shard`` (rewrite a
+dataset as tar/Parquet shards, locally or to S3), ``runs`` and ``report`` (recorded runs:
+:mod:`m5stream.records.commands`).
 
 ``m5stream bench`` with no source benchmarks the embedded demo photo dataset (generated on
 first use, offline), so it is the first command a new user can run. Errors in the arguments or
@@ -21,6 +22,7 @@ from .bench.peers import PEERS
 from .bench.plot import plot
 from .bench.presets import PRESETS
 from .errors import M5Error
+from .records import commands as records_commands
 from .source import dataset
 from .writer import write_shards
 
@@ -55,6 +57,13 @@ def _workers(text: str) -> int:
     return v
 
 
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def _bench(args: argparse.Namespace) -> int:
     compare = [c.strip() for c in (args.compare or "").split(",") if c.strip()]
     unknown = [c for c in compare if c not in PEERS]
@@ -76,6 +85,9 @@ def _bench(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         compare=compare,
         progress=not args.quiet,
+        record=args.record,
+        run_name=args.run_name,
+        tags=dict(args.tag),
     )
     print(format_report(result))
     if args.json_path:
@@ -234,6 +246,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", dest="json_path", default=None, help="write the result as JSON")
     b.add_argument("--plot", default=None, metavar="PATH.png", help="draw the run (matplotlib)")
     b.add_argument("--quiet", action="store_true", help="no progress line")
+    b.add_argument(
+        "--record",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="URL",
+        help="record the run (default URL: $M5STREAM_RECORD, else the cache's runs.db)",
+    )
+    b.add_argument("--run-name", default=None, help="the run's name in its record")
+    b.add_argument("--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE")
     i = sub.add_parser("inspect", help="what a source holds, and whether every shard opens")
     i.add_argument("source", help="dataset source, or a mixture file (MIX.json)")
     i.add_argument("--format", default=None)
@@ -245,12 +267,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
     s.add_argument("--to", default="tar", choices=["tar", "parquet"])
     s.add_argument("--shard-size", type=_positive(int), default=1000, help="samples per shard")
+    records_commands.add_parsers(sub)  # runs, report (m5stream.records.commands)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = records_commands.normalize_argv(sys.argv[1:] if argv is None else list(argv))
     args = _parser().parse_args(argv)
-    run = {"bench": _bench, "inspect": _inspect, "shard": _shard}[args.cmd]
+    run = {
+        "bench": _bench,
+        "inspect": _inspect,
+        "shard": _shard,
+        "runs": records_commands.main_runs,
+        "report": records_commands.main_report,
+    }[args.cmd]
     try:
         return run(args)
     except M5Error as exc:

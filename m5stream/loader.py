@@ -34,6 +34,7 @@ from .errors import ConfigError
 from .execution import ExecContext, Executor, StepOutput, choose_executor, make_executor
 from .mixing import Mixture
 from .plan import MixtureOrder, MixtureSchedule, Plan, make_order, mixture_order
+from .records import Recorder, open_recorder
 from .sampling import Order
 from .source import dataset
 from .state import STATE_VERSION, check_mixture_state, check_state
@@ -128,6 +129,8 @@ class Loader:
             ExecContext(ds, c, transform, batch_transform, self.read_ahead, self._stats),
         )
         self._finalizer = weakref.finalize(self, self._executor.close)
+        # run records and live metrics (m5stream.records): None unless record= / metrics_port=
+        self._recorder: Recorder | None = open_recorder(self, self._stats, self._executor)
         self._epoch = 0
         self._step = 0
         self._hold = False
@@ -380,6 +383,8 @@ class Loader:
             stats.skipped += 1
         if len(self._skipped) > _MAX_SKIP_RECORDS:
             del self._skipped[: len(self._skipped) - _MAX_SKIP_RECORDS]
+        if self._recorder is not None:
+            self._recorder.step(out)
 
     def _finish(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self._torch:
@@ -396,6 +401,8 @@ class Loader:
         self._gen += 1
         self._executor.close()
         self.dataset.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Loader:
         return self

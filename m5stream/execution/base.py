@@ -89,3 +89,8 @@ class Executor(ABC):
 
     def state(self) -> dict[str, Any]:
         return {"executor": self.kind, "step": self.step}
+
+    def queue_depth(self) -> int:
+        """Batches dispatched ahead of the trainer and not yet delivered (read from another
+        thread by the live metrics: an estimate, never a lock)."""
+        return 0

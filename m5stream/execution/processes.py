@@ -561,6 +561,9 @@ class ProcessExecutor(Executor):
     def state(self) -> dict[str, Any]:
         return {**super().state(), "workers": self.ctx.config.num_workers}
 
+    def queue_depth(self) -> int:
+        return max(0, self._dispatch - self.step) if self.plan is not None else 0
+
 
 def _by_seq(s: _Sent) -> int:
     return s.seq

@@ -1,7 +1,8 @@
 """Counters of the S3 requests the calling thread made, by operation, and the body bytes.
 
 The S3 client (:mod:`m5stream.storage.s3`) counts each request it sends (retries included)
-with :func:`count_request` and each body it receives with :func:`count_bytes`. Readers take
+with :func:`count_request`, each one it sends again with :func:`count_retry` (``retries``),
+and each body it receives with :func:`count_bytes`. Readers take
 :func:`io_counters` snapshots around a piece of work and report :func:`io_delta`: a worker
 the delta of each batch, which the loader sums into ``stats["s3"]`` (e.g. to check that a
 partition filter really read fewer objects). The counters are per thread, so that a
@@ -24,6 +25,7 @@ __all__ = [
     "add_io",
     "count_bytes",
     "count_request",
+    "count_retry",
     "count_source",
     "io_changes",
     "io_counters",
@@ -49,6 +51,11 @@ def _add(name: str, n: int) -> None:
 def count_request(operation: str) -> None:
     """One ``operation`` (``GetObject``, ``HeadObject`` ...) request sent by this thread."""
     _add(operation, 1)
+
+
+def count_retry() -> None:
+    """One request of this thread that failed and is sent again (kept as ``retries``)."""
+    _add("retries", 1)
 
 
 def count_bytes(nbytes: int) -> None:
