@@ -30,6 +30,11 @@ from .errors import (
     WorkerError,
 )
 from .source import dataset
+
+# isort: split
+# ``source`` (the function) is bound after the ``m5stream.source`` submodule was imported
+# (the line above), so the function is what ``m5.source`` names, as with ``dataset``.
+from .mixing import Mixture, Source, mix, source
 from .storage.s3 import S3Config
 
 __version__ = "0.1.0"
@@ -48,10 +53,12 @@ __all__ = [
     "Loader",
     "M5Error",
     "Manifest",
+    "Mixture",
     "NotFound",
     "PermissionDenied",
     "S3Config",
     "SlotsExhausted",
+    "Source",
     "StateMismatch",
     "Unsupported",
     "WorkerDied",
@@ -59,6 +66,8 @@ __all__ = [
     "__version__",
     "checkpoint",
     "dataset",
+    "mix",
+    "source",
     "transforms",
     "write_shards",
 ]

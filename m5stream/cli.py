@@ -1,6 +1,7 @@
 """``m5stream`` command line: ``bench`` (throughput of a data path, where the time goes, and
-the loaders people use beside it), ``inspect`` (what a source holds) and ``shard`` (rewrite a
-dataset as tar/Parquet shards, locally or to S3).
+the loaders people use beside it), ``inspect`` (what a source holds), ``shard`` (rewrite a
+dataset as tar/Parquet shards, locally or to S3), ``runs`` and ``report`` (recorded runs:
+:mod:`m5stream.records.commands`).
 
 ``m5stream bench`` with no source benchmarks the embedded demo photo dataset (generated on
 first use, offline), so it is the first command a new user can run. Errors in the arguments or
@@ -16,10 +17,12 @@ import sys
 from typing import Any, NoReturn
 
 from .bench import format_report, run_bench
+from .bench.mixspec import is_mixture_spec, load_mixture
 from .bench.peers import PEERS
 from .bench.plot import plot
 from .bench.presets import PRESETS
 from .errors import M5Error
+from .records import commands as records_commands
 from .source import dataset
 from .writer import write_shards
 
@@ -54,6 +57,13 @@ def _workers(text: str) -> int:
     return v
 
 
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def _bench(args: argparse.Namespace) -> int:
     compare = [c.strip() for c in (args.compare or "").split(",") if c.strip()]
     unknown = [c for c in compare if c not in PEERS]
@@ -75,6 +85,9 @@ def _bench(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         compare=compare,
         progress=not args.quiet,
+        record=args.record,
+        run_name=args.run_name,
+        tags=dict(args.tag),
     )
     print(format_report(result))
     if args.json_path:
@@ -94,7 +107,42 @@ def _field_type(v: Any) -> str:
     return type(v).__name__
 
 
+def _inspect_mixture(args: argparse.Namespace) -> int:
+    mx = load_mixture(args.source)
+    summary = {
+        "mixture": args.source,
+        "granularity": mx.granularity,
+        "epoch_samples": mx.epoch_samples,
+        "weights": mx.weights,
+        "fingerprint": mx.fingerprint,
+        "sources": {
+            n: {
+                "source": d.manifest.source,
+                "format": d.manifest.format,
+                "shards": d.manifest.num_shards,
+                "samples": len(d),
+                "fingerprint": d.fingerprint,
+                "own_transform": mx.has_own_transform(n),
+            }
+            for n, d in mx.datasets.items()
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"mixture      {args.source} ({mx.granularity}, {mx.epoch_samples:,} samples/epoch)")
+    for n, d in summary["sources"].items():
+        print(
+            f"  {n:<10} weight {mx.weights[n]:g}: {d['format']}, {d['shards']:,} shards, "
+            f"{d['samples']:,} samples, {d['source']}"
+        )
+    print(f"fingerprint  {mx.fingerprint}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    if is_mixture_spec(args.source):
+        return _inspect_mixture(args)
     ds = dataset(args.source, format=args.format)
     m = ds.manifest
     first = ds[0] if len(ds) else {}
@@ -168,7 +216,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Measure loader throughput, attribute the time to stages, name the "
         "bottleneck, and compare with other loaders on the same data.",
     )
-    b.add_argument("source", nargs="?", help="dataset source; omitted: the embedded demo")
+    b.add_argument(
+        "source",
+        nargs="?",
+        help="dataset source, or a mixture file (MIX.json); omitted: the embedded demo",
+    )
     b.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
     b.add_argument(
         "--transform",
@@ -194,8 +246,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", dest="json_path", default=None, help="write the result as JSON")
     b.add_argument("--plot", default=None, metavar="PATH.png", help="draw the run (matplotlib)")
     b.add_argument("--quiet", action="store_true", help="no progress line")
+    b.add_argument(
+        "--record",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="URL",
+        help="record the run (default URL: $M5STREAM_RECORD, else the cache's runs.db)",
+    )
+    b.add_argument("--run-name", default=None, help="the run's name in its record")
+    b.add_argument("--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE")
     i = sub.add_parser("inspect", help="what a source holds, and whether every shard opens")
-    i.add_argument("source")
+    i.add_argument("source", help="dataset source, or a mixture file (MIX.json)")
     i.add_argument("--format", default=None)
     i.add_argument("--check-shards", type=_workers, default=None, help="check only the first N")
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -205,12 +267,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default=None, help="format of SOURCE (default: detected)")
     s.add_argument("--to", default="tar", choices=["tar", "parquet"])
     s.add_argument("--shard-size", type=_positive(int), default=1000, help="samples per shard")
+    records_commands.add_parsers(sub)  # runs, report (m5stream.records.commands)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = records_commands.normalize_argv(sys.argv[1:] if argv is None else list(argv))
     args = _parser().parse_args(argv)
-    run = {"bench": _bench, "inspect": _inspect, "shard": _shard}[args.cmd]
+    run = {
+        "bench": _bench,
+        "inspect": _inspect,
+        "shard": _shard,
+        "runs": records_commands.main_runs,
+        "report": records_commands.main_report,
+    }[args.cmd]
     try:
         return run(args)
     except M5Error as exc:

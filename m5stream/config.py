@@ -166,6 +166,20 @@ class LoaderConfig:
     executor: ExecutorKind = "auto"
     #: dead worker processes replaced per epoch (their batches recomputed); 0: fail fast
     max_worker_restarts: int = 0
+    # --- run records and live metrics (m5stream.records) ------------------------------------
+    #: where the run is recorded: a SQLAlchemy URL (``sqlite:///runs.db``, ``postgresql://...``),
+    #: ``True`` for ``sqlite:///<cache>/runs.db``, ``None``: not recorded; default
+    #: ``$M5STREAM_RECORD`` (a URL, or 1/true)
+    record: str | bool | None = None
+    #: the user's name and ``(key, value)`` tags for the run's record (a dict is accepted)
+    run_name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    #: Prometheus endpoint: a port (on 127.0.0.1), ``"host:port"``, 0 for any free port;
+    #: ``None``: no endpoint; default ``$M5STREAM_METRICS_PORT``
+    metrics_port: int | str | None = None
+    #: seconds between interval rows (and input-bound gauge updates)
+    record_interval: float = 10.0
+    # -------------------------------------------------------------------------------------------
 
     @classmethod
     def build(cls, batch_size: int, **options: Any) -> LoaderConfig:
@@ -201,6 +215,7 @@ class LoaderConfig:
                 opts[flag] = bool(opts[flag])
         if "seed" in opts:
             opts["seed"] = int(opts["seed"])
+        _record_options(opts)
         return cls(batch_size=batch_size, **opts)
 
     @property
@@ -217,6 +232,49 @@ class LoaderConfig:
 
     def as_dict(self) -> Mapping[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _record_options(opts: dict[str, Any]) -> None:
+    """Validate and default the run-record and metrics options (``$M5STREAM_RECORD``,
+    ``$M5STREAM_METRICS_PORT`` when not given)."""
+    if "record" not in opts:
+        opts["record"] = os.environ.get("M5STREAM_RECORD") or None
+    rec = opts["record"]
+    if isinstance(rec, str):
+        low = rec.strip().lower()
+        if low in ("", "0", "false", "no", "off"):
+            rec = None
+        elif low in ("1", "true", "yes", "on"):
+            rec = True
+        opts["record"] = rec
+    elif rec is not None and not isinstance(rec, bool):
+        raise ConfigError(f"record must be a database URL, True or None, not {rec!r}")
+    if opts["record"] is False:
+        opts["record"] = None
+    if "metrics_port" not in opts:
+        opts["metrics_port"] = os.environ.get("M5STREAM_METRICS_PORT") or None
+    port = opts["metrics_port"]
+    if isinstance(port, str) and port.strip().isdigit():
+        port = opts["metrics_port"] = int(port)
+    if isinstance(port, bool) or not (
+        port is None
+        or (isinstance(port, int) and 0 <= port < 65536)
+        or (isinstance(port, str) and port.rpartition(":")[2].isdigit() and ":" in port)
+    ):
+        raise ConfigError(f"metrics_port must be a port, 'host:port' or None, not {port!r}")
+    tags = opts.get("tags", ())
+    if isinstance(tags, Mapping):
+        tags = tags.items()
+    try:
+        opts["tags"] = tuple(sorted((str(k), str(v)) for k, v in tags))
+    except (TypeError, ValueError):
+        raise ConfigError(f"tags must be a dict or (key, value) pairs, not {tags!r}") from None
+    if opts.get("run_name") is not None:
+        opts["run_name"] = str(opts["run_name"])
+    interval = opts.get("record_interval", 10.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise ConfigError(f"record_interval must be positive seconds, not {interval!r}")
+    opts["record_interval"] = float(interval)
 
 
 def _check_choice(opts: dict[str, Any], name: str, choices: tuple[str, ...]) -> None:

@@ -3,7 +3,9 @@
 ``len(ds)`` samples, ``ds[i]`` the sample with global index ``i``; runs of samples read column
 by column out of decoded blocks (``read_segments``, ``read_columns``). A Dataset pickles as its
 manifest and options; each process opens its own shard readers lazily and keeps a small LRU of
-them, so workers never share file descriptors.
+them, so workers never share file descriptors. Reading one sample (``ds[i]``, ``read_at``) is
+safe from several threads at once (a consumer's thread pool): a shard reader holds one decoded
+block and one file position, so reads through the readers take turns.
 
 Between the formats and the execution layer: samples are read through the formats' shard
 readers. :func:`m5stream.dataset` (in :mod:`m5stream.source`) makes one from a source.
@@ -12,17 +14,20 @@ readers. :func:`m5stream.dataset` (in :mod:`m5stream.source`) makes one from a s
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .batches.columns import ColumnBlock, Keys, concat, settle
 from .catalog.glue import partition_value
-from .catalog.manifest import Manifest
+from .catalog.manifest import Manifest, ShardInfo
 from .errors import ConfigError, CorruptData, M5Error
 from .formats import Sample, ShardReader, get_format
+from .storage.blobs import is_s3
 from .storage.s3 import S3Config
 
 __all__ = ["Dataset"]
@@ -56,7 +61,19 @@ class Dataset:
         self.manifest = manifest
         self.s3 = s3
         self.format = get_format(manifest.format)
+        #: file row of each selected sample, per shard (a row filter), else ``None``
+        self._rows = manifest.rows
+        #: what executors may do with this dataset: the format's capabilities, less the
+        #: column-block paths when a row filter selects rows (a run of samples is then not a
+        #: run of rows; samples are read one by one, through the selection)
+        self.caps = (
+            self.format.caps
+            if self._rows is None
+            else replace(self.format.caps, columnar=False, block_reads=False)
+        )
         self._readers: OrderedDict[int, ShardReader] = OrderedDict()
+        #: uncontended in the loader's own paths (one reading thread per process)
+        self._read_lock = threading.Lock()
         opts = manifest.options
         keys = opts.get("partition_keys") or []
         wanted = opts.get("partition_columns")
@@ -79,6 +96,8 @@ class Dataset:
         if not self.format.caps.decode_units:
             return None
         shard, local = self.manifest.locate(int(index))
+        if self._rows is not None:
+            local = int(self._rows[shard][local])
         starts = self._unit_starts(shard)
         if starts is None:
             return None
@@ -99,6 +118,18 @@ class Dataset:
             return None
         starts = self._units[0]
         return int(starts[1]) if len(starts) > 1 else int(self.manifest.counts[0])
+
+    @property
+    def downloads_ahead(self) -> bool:
+        """Whether workers read shards of this dataset whole, downloaded from S3 into the
+        shard cache (``caps.whole_shard_fetch`` on S3): the processes executor then downloads
+        them ahead, in plan order (:meth:`shard_download`)."""
+        return self.format.caps.whole_shard_fetch and is_s3(self.manifest.root)
+
+    def shard_download(self, shard: int) -> ShardInfo | None:
+        """Shard ``shard`` (with its S3 settings) when a worker would download it whole,
+        else ``None``."""
+        return self.manifest.shard(shard, self.s3) if self.downloads_ahead else None
 
     def partition_fields(self, shard: int) -> dict[str, Any]:
         """The partition key fields of shard ``shard``'s samples (Glue tables; else empty)."""
@@ -152,9 +183,16 @@ class Dataset:
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
         try:
-            got = self._prefetched.pop(self.manifest.uri(shard), None) if self._prefetched else None
-            reader = self._reader(shard)
-            key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
+            with self._read_lock:
+                got = (
+                    self._prefetched.pop(self.manifest.uri(shard), None)
+                    if self._prefetched
+                    else None
+                )
+                reader = self._reader(shard)
+                if self._rows is not None:
+                    local = int(self._rows[shard][local])
+                key, fields = reader.read(local) if got is None else reader.read_fetched(local, got)
         except M5Error as exc:
             exc.add_context(uri=self.manifest.uri(shard), index=int(index))
             raise
@@ -254,7 +292,7 @@ class Dataset:
         """:meth:`read_columns` of consecutive samples given as :meth:`segments`; ``indices``
         may be their ``(first, count)``. A batch inside one block that carries its rows'
         indices (``ColumnBlock.number``) takes ``__index__`` as a view of them."""
-        if not segments or not self.format.caps.block_reads:
+        if not segments or not self.caps.block_reads:
             return None
         get = blocks or self.block
         keys: list[Keys] = []
@@ -336,7 +374,7 @@ class Dataset:
         batch :func:`~m5stream.batches.assemble_rows` would make from ``read_at`` of
         each, without a dict per sample. ``None`` when the format is not columnar."""
         n = len(indices)
-        caps = self.format.caps
+        caps = self.caps
         if n == 0 or not (caps.columnar or (blocks and caps.block_reads)):
             return None
         get = blocks or self.block

@@ -32,9 +32,12 @@ from .config import LoaderConfig, ReadAheadBudget
 from .dataset import Dataset
 from .errors import ConfigError
 from .execution import ExecContext, Executor, StepOutput, choose_executor, make_executor
-from .plan import Plan, make_order
+from .mixing import Mixture
+from .plan import MixtureOrder, MixtureSchedule, Plan, make_order, mixture_order
+from .records import Recorder, open_recorder
+from .sampling import Order
 from .source import dataset
-from .state import STATE_VERSION, check_state
+from .state import STATE_VERSION, check_mixture_state, check_state
 from .stats import Stats
 from .transforms import TransformFn
 from .workers.task import BatchTransform
@@ -96,10 +99,16 @@ class Loader:
         self.dataset = ds
         self.transform = transform
         self.batch_transform = batch_transform
-        self.order = make_order(c, ds.manifest.counts)
+        self.order: Order | MixtureOrder
+        if isinstance(ds, Mixture):
+            # each source's own transform where it has one: what the executors run
+            transform = ds.transforms(transform)
+            ds.check_fields(transform, seed=c.seed)
+            ds.close()  # the probe's readers: workers open their own
+        self.order = make_order(c, ds if isinstance(ds, Mixture) else ds.manifest.counts)
         self._torch = _want_torch(c.output)
         self.read_ahead = ReadAheadBudget.choose(
-            ds.format.caps,
+            ds.caps,
             ds.manifest.sizes,
             batch_size=c.batch_size,
             global_batch_size=c.global_batch_size,
@@ -110,7 +119,7 @@ class Loader:
         #: which executor delivers the batches: "inline", "threads" or "processes"
         self.executor_kind = choose_executor(
             c,
-            ds.format.caps,
+            ds.caps,
             has_transform=transform is not None,
             has_batch_transform=batch_transform is not None,
         )
@@ -120,6 +129,8 @@ class Loader:
             ExecContext(ds, c, transform, batch_transform, self.read_ahead, self._stats),
         )
         self._finalizer = weakref.finalize(self, self._executor.close)
+        # run records and live metrics (m5stream.records): None unless record= / metrics_port=
+        self._recorder: Recorder | None = open_recorder(self, self._stats, self._executor)
         self._epoch = 0
         self._step = 0
         self._hold = False
@@ -192,7 +203,15 @@ class Loader:
     def _expected(self) -> dict[str, Any]:
         m = self.dataset.manifest
         c = self.config
+        mixture = {}
+        if isinstance(self.order, MixtureOrder):
+            mixture["mixture"] = {
+                "schedule": self.order.schedule.to_state(),
+                "sources": self.dataset.source_fingerprints(),  # type: ignore[attr-defined]
+                "epoch_samples": self.dataset.epoch_samples,  # type: ignore[attr-defined]
+            }
         return {
+            **mixture,
             "fingerprint": m.fingerprint,
             "num_samples": m.num_samples,
             "num_shards": m.num_shards,
@@ -218,7 +237,13 @@ class Loader:
             "skipped_count": self._skipped_count,
         }
 
-    def load_state_dict(self, state: dict[str, Any], *, on_change: str = "error") -> None:
+    def load_state_dict(
+        self,
+        state: dict[str, Any],
+        *,
+        on_change: str = "error",
+        weights: dict[str, float] | None = None,
+    ) -> None:
         """Continue after the position ``state`` records.
 
         The dataset must be the one the state was saved on (same fingerprint), else
@@ -226,10 +251,29 @@ class Loader:
         data on purpose (e.g. a Glue table that gained partitions, re-resolved): the order on
         the new data starts at step 0 of the epoch after the saved one (or of the saved epoch
         when no batch of it had been delivered).
+
+        A mixture resumes on the saved weight schedule (whatever the weights it was built
+        with). ``weights=`` re-weights from the saved step on (a new segment).
+        ``on_change="reweight"`` also lets the sources differ from the saved ones: an added
+        source is drawn from the saved step on (by ``weights``, else the mixture's weights),
+        a removed one is no longer drawn. A source whose data changed is a
+        :class:`StateMismatch` naming it.
         """
-        if on_change not in ("error", "new_epoch"):
-            raise ConfigError(f'on_change must be "error" or "new_epoch", not {on_change!r}')
-        changed = check_state(state, self._expected(), allow_changed_data=on_change == "new_epoch")
+        if on_change not in ("error", "new_epoch", "reweight"):
+            raise ConfigError(
+                f'on_change must be "error", "new_epoch" or "reweight", not {on_change!r}'
+            )
+        expected = self._expected()
+        if isinstance(self.order, MixtureOrder):
+            if on_change == "new_epoch":
+                raise ConfigError(
+                    'on_change="new_epoch" does not apply to a mixture: a source whose data '
+                    'changed is a new source (on_change="reweight" with a new name)'
+                )
+            self._resume_mixture(state, expected, weights, on_change == "reweight")
+        elif weights is not None or on_change == "reweight":
+            raise ConfigError("weights= and on_change='reweight' apply to mixtures (m5.mix)")
+        changed = check_state(state, expected, allow_changed_data=on_change == "new_epoch")
         self._gen += 1  # abandon any iteration in progress
         self._epoch = int(state["epoch"])
         self._step = int(state["step"])
@@ -246,11 +290,49 @@ class Loader:
         self._hold = False
         self._skipped = [list(r) for r in state.get("skipped", [])]
         self._skipped_count = int(state.get("skipped_count", len(self._skipped)))
+        self._executor.remember_skips(self._skipped)
+
+    def _resume_mixture(
+        self,
+        state: dict[str, Any],
+        expected: dict[str, Any],
+        weights: dict[str, float] | None,
+        allow_sources: bool,
+    ) -> None:
+        """Check a mixture state against this loader and take its weight schedule (plus a
+        re-weighting segment); ``expected`` is then what :func:`check_state` compares."""
+        mix = self.dataset
+        assert isinstance(mix, Mixture) and isinstance(self.order, MixtureOrder)
+        saved = check_mixture_state(state, expected["mixture"], allow_sources=allow_sources)
+        schedule = MixtureSchedule.from_state(saved["schedule"])
+        # the mixture's own checks (unknown names, negative or all-zero weights)
+        if weights is not None:
+            weights = mix.checked_weights(weights)
+        added = [n for n in mix.names if n not in schedule.ids]
+        removed = [n for n in schedule.sources if n not in mix.names]
+        reweight = None
+        step = int(state["step"])
+        at = int(state["epoch"]) * self.order.epoch_steps + step
+        if weights is not None or added or removed:
+            w = weights if weights is not None else mix.weights
+            reweight = (at, {n: v for n, v in w.items() if n in mix.names})
+            log.info("mixture re-weighted from global step %d: %s", at, reweight[1])
+        self.order = mixture_order(self.config, mix, schedule, reweight)
+        # what was saved is what is now expected, once its sources check out
+        expected["fingerprint"] = state["fingerprint"]
+        expected["snapshot"] = state.get("snapshot")
 
     @property
     def stats(self) -> dict[str, Any]:
         snap = self._stats.snapshot()
         snap["executor"] = self.executor_kind
+        if isinstance(self.order, MixtureOrder):
+            sch = self.order.schedule
+            weights = sch.weights(self._epoch * self.order.epoch_steps + self._step)
+            seen = snap.get("sources", {})
+            zero = {"samples": 0, "bytes": 0, "read_s": 0.0, "transform_s": 0.0, "share": 0.0}
+            # every source of the schedule, in its order (one not drawn yet shows zeros)
+            snap["sources"] = {n: {**seen.get(n, zero), "weight": weights[n]} for n in sch.sources}
         snap["skipped_samples"] = [list(r) for r in self._skipped[-20:]]
         return snap
 
@@ -291,7 +373,7 @@ class Loader:
         stats = self._stats
         stats.add_seconds(out.seconds)
         if out.io:
-            stats.add_io(out.io)
+            stats.add_io(out.io)  # S3 counters, and a mixture's per-source ones
         stats.batches += 1
         stats.samples += out.samples
         for idx, key, err in out.skipped:
@@ -301,6 +383,8 @@ class Loader:
             stats.skipped += 1
         if len(self._skipped) > _MAX_SKIP_RECORDS:
             del self._skipped[: len(self._skipped) - _MAX_SKIP_RECORDS]
+        if self._recorder is not None:
+            self._recorder.step(out)
 
     def _finish(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self._torch:
@@ -317,6 +401,8 @@ class Loader:
         self._gen += 1
         self._executor.close()
         self.dataset.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Loader:
         return self

@@ -22,6 +22,7 @@ from .dataset import Dataset
 from .errors import ConfigError
 from .formats import detect_format, get_format
 from .formats.synthetic import synthetic_manifest
+from .selection import filtered
 from .storage.s3 import S3Config
 
 __all__ = ["dataset"]
@@ -33,6 +34,7 @@ def dataset(
     format: str | None = None,
     columns: list[str] | None = None,
     where: str | None = None,
+    filter: Any = None,
     options: dict[str, Any] | None = None,
     manifest: str | os.PathLike[str] | None = None,
     s3: S3Config | None = None,
@@ -56,13 +58,20 @@ def dataset(
     the source and writes the manifest there; the others, and later runs, read it instead of
     listing again (they wait up to ``$M5STREAM_MANIFEST_WAIT`` seconds, default 600, for it).
 
+    ``filter`` (a ``pyarrow.compute`` expression, e.g. ``pc.field("locale") == "ja_JP"``)
+    keeps the rows where it holds, for Parquet, CSV and JSONL shards and Glue tables of them:
+    it is evaluated once, reading only the columns it names where the format allows
+    (:mod:`m5stream.selection`), the selected rows are cached with the shard indexes, and the
+    dataset is then those rows (``len``, shuffles, resume and mixtures see only them). The
+    filter is part of the fingerprint.
+
     ``s3=S3Config(endpoint=..., region=...)`` overrides the environment for this dataset: it
     travels with the dataset to every shard reader, in this process and in the workers.
     """
     if s3 is not None:
         s3 = s3.resolved()
     if isinstance(source, Manifest):
-        return Dataset(source, s3)
+        return Dataset(source if filter is None else filtered(source, filter, s3), s3)
     if isinstance(source, str) and source.startswith("glue://"):
         source = GlueTable.parse(source)
     if isinstance(source, GlueTable):
@@ -93,6 +102,10 @@ def dataset(
         raise ConfigError(
             "source must be a non-empty string, a list of paths, a GlueTable or a Manifest"
         )
+    if filter is not None:
+        unfiltered = resolve
+        resolve = lambda: filtered(unfiltered(), filter, s3)  # noqa: E731
+        uri = f"{uri}?filter={filter}"
     if manifest is not None:
         return Dataset(shared_manifest(uri, Path(manifest), resolve), s3)
     return Dataset(resolve(), s3)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import StateMismatch
 
-__all__ = ["STATE_VERSION", "check_state"]
+__all__ = ["STATE_VERSION", "check_mixture_state", "check_state"]
 
 STATE_VERSION = 1
 #: fields that must be equal between the saved state and the loader that loads it
@@ -29,6 +29,7 @@ def _changes(state: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         "source": "source",
         "table_version": "Glue table version",
         "where": "partition filter",
+        "filter": "row filter",
         "num_shards": "files",
         "num_samples": "samples",
         "total_bytes": "bytes",
@@ -86,3 +87,41 @@ def check_state(
             f"saved step {state['step']!r} is outside [0, {expected['steps_per_epoch']}]"
         )
     return changed
+
+
+def check_mixture_state(
+    state: dict[str, Any], expected: dict[str, Any], *, allow_sources: bool = False
+) -> dict[str, Any]:
+    """The saved ``state["mixture"]`` once it fits ``expected`` (a loader's): every source in
+    both has the same fingerprint (else :class:`StateMismatch` names it), the sources are
+    the same unless ``allow_sources``, and the epoch length is the same."""
+    if not isinstance(state, dict) or not isinstance(state.get("mixture"), dict):
+        raise StateMismatch("this loader reads a mixture, but the state was not saved on one")
+    saved = state["mixture"]
+    try:
+        old, new = dict(saved["sources"]), dict(expected["sources"])
+        saved["schedule"]["sources"]
+    except (KeyError, TypeError):
+        raise StateMismatch("malformed mixture state: it lacks its sources or schedule") from None
+    changed = [n for n in old if n in new and old[n] != new[n]]
+    if changed:
+        raise StateMismatch(
+            "the data of mixture source(s) "
+            + ", ".join(f"{n!r} (fingerprint {old[n][:12]} -> {new[n][:12]})" for n in changed)
+            + " changed since this state was saved: resuming would silently change what "
+            "they yield. Give the changed data a new source name and load with "
+            'on_change="reweight" to draw it from the saved step on'
+        )
+    added = [n for n in new if n not in old]
+    removed = [n for n in old if n not in new]
+    if (added or removed) and not allow_sources:
+        raise StateMismatch(
+            f"the mixture's sources differ from the saved ones (added {added}, removed "
+            f'{removed}): pass on_change="reweight" to draw the new set from the saved step on'
+        )
+    if saved.get("epoch_samples") != expected["epoch_samples"]:
+        raise StateMismatch(
+            f"mixture epoch_samples: saved {saved.get('epoch_samples')!r}, loader "
+            f"{expected['epoch_samples']!r}"
+        )
+    return saved

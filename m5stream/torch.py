@@ -32,6 +32,7 @@ from .errors import ConfigError
 from .execution import ExecContext
 from .execution.rows import load_rows
 from .loader import Loader
+from .mixing import Mixture
 from .plan import Plan
 from .source import dataset
 from .stats import Stats
@@ -155,11 +156,12 @@ class IterableDataset(torch.utils.data.IterableDataset):
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         st = self._sample_state or {}
         epoch = int(st.get("epoch", self._epoch))
-        plan = Plan.for_epoch(c, self.ds.manifest.counts, epoch)
+        ds = self.ds
+        plan = Plan.for_epoch(c, ds if isinstance(ds, Mixture) else ds.manifest.counts, epoch)
         ctx = ExecContext(
-            self.ds,
+            ds,
             c,
-            self.transform,
+            ds.transforms(self.transform) if isinstance(ds, Mixture) else self.transform,
             None,
             ReadAheadBudget(threads=0, depth=1, steps=1, shard_lookahead=1),
             Stats(),

@@ -11,12 +11,15 @@ new keys may be added):
 ``batches``, ``seconds``),
 ``result`` (``batches``, ``samples``, ``bytes``, ``seconds``: timed part, after the first
 batch; ``samples_per_s``, ``mb_per_s``, ``skipped``: samples dropped as bad,
-``worker_restarts``: dead workers replaced),
+``worker_restarts``: dead workers replaced, ``poison_kills``: those a poison-sample hunt
+cost),
 ``stages`` (seconds; ``listing``, ``first_batch``, ``fetch``, ``decode``, ``transform``,
 ``collate``, ``handoff``, ``trainer_wait``; the worker stages are summed over workers),
 ``workers`` (``count``, ``utilisation``: busy share of the workers' time in the timed part),
 ``memory`` (``peak_tree_pss_bytes``, ``peak_tree_rss_bytes``: this process plus workers),
 ``s3`` (requests per operation and ``bytes``, when the source is on S3),
+``sources`` (a mixture only: per source ``samples``, ``bytes``, ``read_s``, ``transform_s``,
+``share``: its realised part of the samples, ``weight``: its weight at the last step),
 ``bottleneck`` (``stage``: fetch | decode | transform | collate | handoff | trainer,
 ``reason``, ``suggestion``),
 ``timeline`` (``[seconds, samples/s]`` pairs), and
@@ -30,65 +33,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCHEMA", "bottleneck", "format_report", "stages"]
+from ..records.attribution import SUGGESTIONS, bottleneck, stages
+
+__all__ = ["SCHEMA", "SUGGESTIONS", "bottleneck", "format_report", "stages"]
 
 SCHEMA = "m5stream.bench/1"
-
-SUGGESTIONS = {
-    "fetch": "more requests in flight: more workers or a larger prefetch, bigger shards, "
-    "or a local shard cache closer to the data",
-    "decode": "more workers, a smaller RandomResizedCrop scale (the DCT-scaled decode then "
-    "does less work), or DecodeImage(fast=True)",
-    "transform": "more workers, or move batch-level work into batch_transform",
-    "collate": "fewer or larger fields per sample, with fixed shapes so batches stack in the "
-    "shared-memory slot",
-    "handoff": "the trainer process is busy turning slots into batches: larger batches, "
-    "fewer Python objects per sample (arrays instead of lists), or output='numpy'",
-    "trainer": "the loader is not the problem: it delivers faster than the trainer asks",
-}
-
-
-def stages(stats: dict[str, Any], listing: float, first_batch: float | None) -> dict[str, float]:
-    s = stats["seconds"]
-    return {
-        "listing": listing,
-        "first_batch": first_batch or 0.0,
-        "fetch": s.get("read", 0.0),
-        "decode": s.get("decode", 0.0),
-        "transform": s.get("transform", 0.0),
-        "collate": s.get("assemble", 0.0),
-        "handoff": s.get("deliver", 0.0),
-        "trainer_wait": s.get("wait", 0.0),
-    }
-
-
-def bottleneck(st: dict[str, float], seconds: float, workers: int) -> dict[str, str]:
-    """Name the stage that limits throughput, with a concrete suggestion.
-
-    If the trainer hardly waits, the loader keeps up (trainer-bound). Otherwise the busiest
-    worker stage limits; unless the workers are mostly idle while the trainer waits, in which
-    case the trainer's own side of the hand-off is the limit.
-    """
-    if seconds <= 0:
-        return {"stage": "unknown", "reason": "nothing was timed", "suggestion": ""}
-    wait_share = st["trainer_wait"] / seconds
-    work = {k: st[k] for k in ("fetch", "decode", "transform", "collate")}
-    busy = sum(work.values())
-    util = busy / (seconds * max(1, workers))
-    if wait_share < 0.15:
-        stage = "trainer"
-        reason = f"the trainer waited for data only {wait_share:.0%} of the time"
-    elif workers and util < 0.5 and st["handoff"] > max(work.values(), default=0.0) / workers:
-        stage = "handoff"
-        reason = (
-            f"workers were busy {util:.0%} of the time while the trainer waited "
-            f"{wait_share:.0%}; delivering batches took {st['handoff']:.2f}s"
-        )
-    else:
-        stage = max(work, key=lambda k: work[k])
-        share = work[stage] / busy if busy else 0.0
-        reason = f"{stage} took {share:.0%} of the workers' time ({work[stage]:.2f}s)"
-    return {"stage": stage, "reason": reason, "suggestion": SUGGESTIONS[stage]}
 
 
 def _mb(n: float) -> str:
@@ -127,10 +76,20 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     if r.get("s3"):
         lines.append("s3          " + ", ".join(f"{k} {v:,}" for k, v in r["s3"].items()))
+    for i, (name, p) in enumerate(r.get("sources", {}).items()):
+        lines.append(
+            ("sources     " if i == 0 else "            ")
+            + f"{name}: {p['share']:.1%} of samples (weight {p['weight']:.1%}), "
+            f"{p['samples']:,} samples, {_mb(p['bytes'])}, read {p['read_s']:.2f}s, "
+            f"transform {p['transform_s']:.2f}s"
+        )
     if res.get("skipped"):
         lines.append(f"skipped     {res['skipped']} bad samples")
     if res.get("worker_restarts"):
-        lines.append(f"restarts    {res['worker_restarts']} dead worker(s) replaced")
+        line = f"restarts    {res['worker_restarts']} dead worker(s) replaced"
+        if res.get("poison_kills"):
+            line += f", {res['poison_kills']} of them finding poison samples"
+        lines.append(line)
     b = r["bottleneck"]
     lines.append(f"bottleneck  {b['stage']}: {b['reason']}")
     if b["suggestion"]:

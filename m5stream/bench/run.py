@@ -12,9 +12,12 @@ import numpy
 
 from .. import __version__
 from ..demo import demo_dataset
+from ..errors import ConfigError
 from ..loader import Loader
+from ..records import recorder_of
 from ..source import dataset
 from .measure import measure
+from .mixspec import is_mixture_spec, load_mixture
 from .monitor import PeakTreeMemory, Progress
 from .peers import run_peer
 from .presets import resolve_transform
@@ -53,11 +56,16 @@ def run_bench(
     seconds: float | None = None,
     compare: list[str] | None = None,
     progress: bool = True,
+    record: str | bool | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return the result (schema in :mod:`.report`).
 
     No ``source``: the embedded demo photo dataset (made on first use) with the
-    ``imagenet-train`` preset. Neither ``batches`` nor ``seconds``: 10 seconds.
+    ``imagenet-train`` preset. Neither ``batches`` nor ``seconds``: 10 seconds. ``record``
+    (default ``$M5STREAM_RECORD``), ``run_name``, ``tags``: the run's record, as a Loader's
+    (:mod:`m5stream.records`), of kind ``bench`` with this result attached.
     """
     if source is None:
         source = demo_dataset()
@@ -66,9 +74,16 @@ def run_bench(
     if batches is None and seconds is None:
         seconds = 10.0
     t0 = time.perf_counter()
-    ds = dataset(source, format=format)
+    mixed = is_mixture_spec(source)
+    if mixed and compare:
+        raise ConfigError("--compare runs the peers on one dataset, not on a mixture")
+    ds = load_mixture(source) if mixed else dataset(source, format=format)
     listing = time.perf_counter() - t0
     result = _header(source, ds, preset.name, batch_size, workers, executor, batches, seconds)
+    # recording as any Loader does; an explicit None would switch $M5STREAM_RECORD off
+    recording: dict[str, Any] = {"run_name": run_name, "tags": tags or {}}
+    if record is not None:
+        recording["record"] = record
     with PeakTreeMemory() as mem:
         loader = Loader(
             ds,
@@ -82,6 +97,7 @@ def run_bench(
             on_error="skip",
             output="numpy",
             copy=False,
+            **recording,
         )
         try:
             got = measure(
@@ -92,9 +108,12 @@ def run_bench(
             )
             stats = loader.stats
             result["config"]["executor"] = loader.executor_kind
+            outcome = _outcome(got, stats, listing, workers, mem.peak_pss, mem.peak_rss)
+            _annotate(loader, {**result, **outcome})
         finally:
             loader.close()
-    result.update(_outcome(got, stats, listing, workers, mem.peak_pss, mem.peak_rss))
+    outcome["memory"] = {"peak_tree_pss_bytes": mem.peak_pss, "peak_tree_rss_bytes": mem.peak_rss}
+    result.update(outcome)
     _compare(
         result,
         compare or [],
@@ -108,6 +127,19 @@ def run_bench(
         progress,
     )
     return result
+
+
+def _annotate(loader: Loader, result: dict[str, Any]) -> None:
+    """Mark the loader's run record (if any) as a bench run carrying ``result``."""
+    rec = recorder_of(loader)
+    if rec is not None:
+        b = result["bottleneck"]
+        rec.annotate(
+            kind="bench",
+            result={k: v for k, v in result.items() if k not in ("timeline", "compare")},
+            bottleneck=b["stage"],
+            bottleneck_reason=b["reason"],
+        )
 
 
 def _compare(
@@ -188,7 +220,7 @@ def _outcome(
     got: Any, stats: dict[str, Any], listing: float, workers: int, pss: int, rss: int
 ) -> dict[str, Any]:
     """What the timed run measured: throughput, stages, workers, memory, S3, bottleneck."""
-    st = stages(stats, listing, got.first_batch_s)
+    st = stages(stats["seconds"], listing, got.first_batch_s)
     busy = st["fetch"] + st["decode"] + st["transform"] + st["collate"]
     return dict(
         interrupted=got.interrupted,
@@ -201,6 +233,7 @@ def _outcome(
             "mb_per_s": got.mb_per_s,
             "skipped": stats["skipped"],
             "worker_restarts": stats["worker_restarts"],
+            "poison_kills": stats["poison_kills"],
         },
         stages=st,
         workers={
@@ -212,4 +245,5 @@ def _outcome(
         bottleneck=bottleneck(st, got.seconds, workers),
         timeline=got.timeline,
         compare={},
+        **({"sources": stats["sources"]} if "sources" in stats else {}),
     )

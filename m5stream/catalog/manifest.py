@@ -9,6 +9,7 @@ byte-level identity of the data changes and does not depend on where the data is
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ class Manifest:
         stamps: Sequence[str],
         counts: Sequence[int] | np.ndarray,
         options: dict[str, Any] | None = None,
+        rows: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.source = source
         self.format = format
@@ -64,6 +66,11 @@ class Manifest:
         n = len(self.keys)
         if not (len(self.sizes) == len(self.stamps) == len(self.counts) == n):
             raise ValueError("manifest columns have different lengths")
+        #: a row filter's selection: shard ``i``'s sample ``j`` is row ``rows[i][j]`` of the
+        #: file (``None``: every row, in order); ``counts`` are then the selected rows
+        self.rows = None if rows is None else [np.asarray(r, dtype=np.int64) for r in rows]
+        if self.rows is not None and [len(r) for r in self.rows] != self.counts.tolist():
+            raise ValueError("manifest row selection does not match its counts")
         self.offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(self.counts, out=self.offsets[1:])
         self._fingerprint: str | None = None
@@ -130,6 +137,8 @@ class Manifest:
             "num_samples": self.num_samples,
             "total_bytes": int(self.sizes.sum()),
         }
+        if self.options.get("filter") is not None:
+            snap["filter"] = self.options["filter"]
         glue = self.options.get("glue")
         if glue:
             snap["table_version"] = glue.get("version_id")
@@ -150,6 +159,15 @@ class Manifest:
                 "stamps": self.stamps,
                 "counts": self.counts.tolist(),
                 "fingerprint": self.fingerprint,
+                **(
+                    {
+                        "rows": [
+                            base64.b64encode(r.astype("<i8").tobytes()).decode() for r in self.rows
+                        ]
+                    }
+                    if self.rows is not None
+                    else {}
+                ),
             }
         )
 
@@ -167,6 +185,9 @@ class Manifest:
             stamps=d["stamps"],
             counts=d["counts"],
             options=d.get("options"),
+            rows=None
+            if d.get("rows") is None
+            else [np.frombuffer(base64.b64decode(r), dtype="<i8") for r in d["rows"]],
         )
         if m.fingerprint != d["fingerprint"]:
             raise ValueError("manifest fingerprint does not match its contents")

@@ -74,6 +74,11 @@ class Executor(ABC):
     def next(self) -> StepOutput:
         """The output of step :attr:`step`; the caller stops at ``plan.steps``."""
 
+    def remember_skips(self, records: list[list[Any]]) -> None:  # noqa: B027 - optional hook
+        """The skip records (``[epoch, index, key, "Type: message"]``) of a loaded state: an
+        executor that can find poison samples (processes) never runs those again; in-process
+        executors cannot survive a sample that kills the process, so they keep nothing."""
+
     def stop(self) -> None:  # noqa: B027 - optional hook
         """End the iteration: drop read-ahead and undelivered batches; keep what can serve
         the next iteration (worker processes)."""
@@ -84,3 +89,8 @@ class Executor(ABC):
 
     def state(self) -> dict[str, Any]:
         return {"executor": self.kind, "step": self.step}
+
+    def queue_depth(self) -> int:
+        """Batches dispatched ahead of the trainer and not yet delivered (read from another
+        thread by the live metrics: an estimate, never a lock)."""
+        return 0

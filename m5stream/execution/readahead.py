@@ -96,6 +96,11 @@ class ReadAhead:
         self._lock = threading.Lock()
         self._readers: list[ShardReader] = []
 
+    @property
+    def planned_steps(self) -> int:
+        """Steps planned (their units fetching or decoded) and not yet taken."""
+        return len(self._plans)
+
     # ------------------------------------------------------------------ decoding
     def _reader(self, shard: int) -> ShardReader:
         readers: OrderedDict[int, ShardReader] | None = getattr(self._local, "readers", None)

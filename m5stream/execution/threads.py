@@ -102,3 +102,7 @@ class ThreadExecutor(Executor):
         if self._ahead is not None:
             self._ahead.close()
             self._ahead = None
+
+    def queue_depth(self) -> int:
+        ahead = self._ahead
+        return ahead.planned_steps if ahead is not None else 0

@@ -12,13 +12,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import numpy as np
+
 from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
-from ..errors import CorruptData
+from ..errors import ConfigError, CorruptData, Unsupported
 from ..storage.s3 import S3Config
 from .caps import Fetch, FormatCaps
 
-__all__ = ["Format", "ShardReader", "Sample", "check_unique_columns"]
+__all__ = [
+    "Format",
+    "Sample",
+    "ShardReader",
+    "check_unique_columns",
+    "expression_columns",
+    "matching_rows",
+]
 
 Sample = dict[str, Any]
 
@@ -109,7 +118,46 @@ class Format(ABC):
         the others. Batches of one unit go to one worker, so a unit is decoded once."""
         return None
 
+    def select_rows(self, shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+        """The rows (sorted int64 local indices) of ``shard`` for which the pyarrow compute
+        expression ``expr`` holds, reading as little as the format allows (Parquet: only the
+        column chunks ``expr`` references). Formats without a columnar reading raise
+        :class:`Unsupported`."""
+        raise Unsupported(f"filter= is not supported for {self.name} shards", uri=shard.uri)
+
     def prefetch(self, shards: list[ShardInfo]) -> dict[str, Any]:
         """Formats with ``caps.batch_fetch``: fetch what reading these shards needs, all at
         once, as ``{uri: payload or the error}`` for the readers (called once per batch)."""
         return {}
+
+
+def expression_columns(expr: Any, schema: Any, uri: str) -> list[str]:
+    """The columns of ``schema`` (a pyarrow schema) that ``expr`` references: those without
+    which it cannot be evaluated (tried on empty tables: no data is read)."""
+    empty = schema.empty_table()
+    try:
+        empty.filter(expr)
+    except Exception as exc:
+        raise ConfigError(
+            f"filter {expr} cannot be evaluated on the columns {schema.names}: {exc}", uri=uri
+        ) from None
+    need = []
+    for name in schema.names:
+        try:
+            empty.drop_columns([name]).filter(expr)
+        except Exception:
+            need.append(name)
+    return need
+
+
+def matching_rows(table: Any, expr: Any, uri: str) -> np.ndarray:
+    """Row numbers of ``table`` where ``expr`` holds (sorted int64)."""
+    import pyarrow as pa  # pyarrow (heavy) only when a filter is evaluated
+
+    n = table.num_rows
+    numbered = table.append_column("__m5_row__", pa.array(np.arange(n, dtype=np.int64)))
+    try:
+        kept = numbered.filter(expr).column("__m5_row__")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise ConfigError(f"filter {expr} cannot be evaluated: {exc}", uri=uri) from None
+    return np.asarray(kept.to_numpy(), dtype=np.int64)

@@ -32,7 +32,14 @@ from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData, NotFound
 from ..storage.blobs import local_shard
 from ..storage.s3 import S3Config
-from .base import Format, Sample, ShardReader, check_unique_columns
+from .base import (
+    Format,
+    Sample,
+    ShardReader,
+    check_unique_columns,
+    expression_columns,
+    matching_rows,
+)
 from .caps import Fetch, FormatCaps
 
 __all__ = ["CsvFormat", "arrow_type"]
@@ -77,8 +84,8 @@ def arrow_type(hive: str) -> Any:
     raise ConfigError(f"column type {hive!r} is not supported for CSV")
 
 
-def _parse(path: str, uri: str, options: dict[str, Any], columns: list[str] | None) -> Any:
-    import pyarrow as pa  # pyarrow (heavy) only when this format is read
+def _csv_options(options: dict[str, Any], columns: list[str] | None) -> dict[str, Any]:
+    """pyarrow's read, parse and convert options for a shard read with ``options``."""
     from pyarrow import csv
 
     names = options.get("column_names")
@@ -94,8 +101,15 @@ def _parse(path: str, uri: str, options: dict[str, Any], columns: list[str] | No
         newlines_in_values=options.get("quote_char", '"') is not None,
     )
     convert = csv.ConvertOptions(column_types=types, include_columns=columns)
+    return {"read_options": read, "parse_options": parse, "convert_options": convert}
+
+
+def _parse(path: str, uri: str, options: dict[str, Any], columns: list[str] | None) -> Any:
+    import pyarrow as pa  # pyarrow (heavy) only when this format is read
+    from pyarrow import csv
+
     try:
-        table = csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        table = csv.read_csv(path, **_csv_options(options, columns))
         names = table.column_names  # header names that are not UTF-8 fail here
     except FileNotFoundError:
         raise NotFound("no such file", uri=uri) from None
@@ -145,6 +159,30 @@ class CsvReader(ShardReader):
         return self.block  # one unit: the file, parsed when the reader opened
 
 
+def _select(shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+    # pyarrow parses the whole file (records may span lines) but converts only the columns
+    # the filter needs
+    path = local_shard(shard.uri, shard.size, shard.stamp, shard.s3)
+    head = _parse_schema(path, shard.uri, options)
+    cols = expression_columns(expr, head, shard.uri)
+    return matching_rows(_parse(path, shard.uri, options, cols), expr, shard.uri)
+
+
+def _parse_schema(path: str, uri: str, options: dict[str, Any]) -> Any:
+    """The schema the file parses to (pyarrow reads its first block only)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    try:
+        with csv.open_csv(path, **_csv_options(options, None)) as r:
+            schema = r.schema
+            names = schema.names  # header names that are not UTF-8 fail here
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # as in _parse
+        raise CorruptData(f"malformed CSV: {exc}", uri=uri) from None
+    check_unique_columns(names, "malformed CSV: the header", uri)
+    return schema
+
+
 class CsvFormat(Format):
     name = "csv"
     suffixes = (".csv",)
@@ -177,6 +215,9 @@ class CsvFormat(Format):
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
     ) -> int:
         return _count(uri, size, stamp, options, s3)
+
+    def select_rows(self, shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+        return _select(shard, options, expr)
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return CsvReader(shard, options)

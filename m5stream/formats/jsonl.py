@@ -20,7 +20,7 @@ from ..errors import ConfigError, CorruptData
 from ..storage.blobs import local_shard
 from ..storage.local import LocalFile
 from ..storage.s3 import S3Config
-from .base import Format, Sample, ShardReader
+from .base import Format, Sample, ShardReader, matching_rows
 from .caps import FormatCaps
 
 __all__ = ["JsonlFormat", "line_index"]
@@ -126,6 +126,24 @@ class JsonlFormat(Format):
         self, uri: str, size: int, stamp: str, options: dict[str, Any], s3: S3Config | None = None
     ) -> int:
         return len(load_line_index(uri, size, stamp, s3)[0])
+
+    def select_rows(self, shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+        """Every line is parsed (JSON has no columns to skip); the filter runs on a pyarrow
+        table of the objects, numbered as the reader numbers them (non-empty lines)."""
+        import pyarrow as pa  # pyarrow (heavy) only when a filter is evaluated
+
+        reader = JsonlReader(shard, {})
+        try:
+            objs = [reader.read(i)[1] for i in range(len(reader.starts))]
+        finally:
+            reader.close()
+        try:
+            table = pa.Table.from_pylist(objs)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise CorruptData(
+                f"JSON objects do not make one table for the filter: {exc}", uri=shard.uri
+            ) from None
+        return matching_rows(table, expr, shard.uri)
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return JsonlReader(shard, options)

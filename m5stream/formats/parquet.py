@@ -18,24 +18,91 @@ from __future__ import annotations
 import bisect
 import io
 import mmap
+import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from .._cache import cached_index
+from .._fork import on_fork_in_child
 from ..batches.columns import ColumnBlock
 from ..catalog.manifest import ShardInfo
 from ..errors import ConfigError, CorruptData, M5Error, NotFound
 from ..storage.blobs import is_s3
 from ..storage.buffers import range_buffers
 from ..storage.s3 import S3Config, client, parse_s3_uri
-from .base import Format, Sample, ShardReader, check_unique_columns
+from .base import (
+    Format,
+    Sample,
+    ShardReader,
+    check_unique_columns,
+    expression_columns,
+    matching_rows,
+)
 from .caps import Fetch, FormatCaps
 
 __all__ = ["ParquetFormat", "footer_metadata"]
 
 _FOOTER_GUESS = 64 << 10
 _MERGE_GAP = 64 << 10
+
+
+class _BlockCache:
+    """Row groups decoded for random access (``block_at``), kept by the process up to
+    ``limit`` bytes, least recently used first out: a shuffled order over a source whose
+    projected columns fit decodes each row group once per process, not once per batch. Keyed
+    by the file's URI and stamp, the projection and the row group."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[Any, ...], tuple[ColumnBlock, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> ColumnBlock | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple[Any, ...], block: ColumnBlock, nbytes: int) -> None:
+        if nbytes > self.limit // 4:
+            return  # a row group this large would push out everything else
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (block, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.limit:
+                _, (_, n) = self._items.popitem(last=False)
+                self._bytes -= n
+
+
+def _block_bytes(block: ColumnBlock) -> int:
+    """About what a decoded block holds: numpy arrays, text columns (offsets and bytes),
+    Arrow arrays."""
+    n = 0
+    for v in block.data.values():
+        got = getattr(v, "nbytes", None)
+        if got is None:  # a TextColumn
+            got = sum(getattr(getattr(v, a, None), "nbytes", 0) for a in ("offsets", "data"))
+        n += int(got)
+    return max(n, 1)
+
+
+_BLOCKS = _BlockCache(int(os.environ.get("M5STREAM_BLOCK_CACHE_BYTES", 64 << 20)))
+
+
+@on_fork_in_child
+def _reset_blocks_after_fork() -> None:
+    global _BLOCKS
+    _BLOCKS = _BlockCache(_BLOCKS.limit)  # the parent's lock may have been held
+
+
 _MAGIC = b"PAR1"
 
 
@@ -267,7 +334,8 @@ class ParquetReader(ShardReader):
             range_buffers().give(buf)  # kept out of the pool while anything holds a view
         return table
 
-    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
+    def decode_table(self, unit: int, fetched: Fetch | None = None) -> Any:
+        """Row group ``unit``'s projected columns as a pyarrow table."""
         g = int(unit)
         if not 0 <= g < len(self.group_starts) - 1:
             raise CorruptData(
@@ -286,13 +354,22 @@ class ParquetReader(ShardReader):
         except _arrow_errors() as exc:
             raise CorruptData(f"corrupt Parquet row group {g}: {exc}", uri=self.shard.uri) from None
         check_unique_columns(table.column_names, f"Parquet row group {g}", self.shard.uri)
-        return ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
+        return table
+
+    def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
+        table = self.decode_table(unit, fetched)
+        return ColumnBlock(table, self.shard.key, int(self.group_starts[int(unit)]))
 
     def block_at(self, local: int) -> ColumnBlock:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
         if g != self._group or self._block is None:
             self._block = None
-            self._block = self.decode_unit(g)
+            key = (self.shard.uri, self.shard.stamp, tuple(self.columns or ()), g)
+            block = _BLOCKS.get(key)
+            if block is None:
+                block = self.decode_unit(g)
+                _BLOCKS.put(key, block, _block_bytes(block))
+            self._block = block
             self._group = g
         return self._block
 
@@ -355,6 +432,20 @@ class ParquetFormat(Format):
 
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return ParquetReader(shard, options)
+
+    def select_rows(self, shard: ShardInfo, options: dict[str, Any], expr: Any) -> np.ndarray:
+        """Row group by row group, reading only the column chunks ``expr`` references."""
+        md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)
+        cols = expression_columns(expr, md.schema.to_arrow_schema(), shard.uri)
+        reader = ParquetReader(shard, {**options, "columns": cols})
+        try:
+            parts = [
+                matching_rows(reader.decode_table(g), expr, shard.uri) + reader.group_starts[g]
+                for g in range(md.num_row_groups)
+            ]
+        finally:
+            reader.close()
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def unit_starts(self, shard: ShardInfo, options: dict[str, Any]) -> np.ndarray:
         md = footer_metadata(shard.uri, shard.size, shard.stamp, shard.s3)

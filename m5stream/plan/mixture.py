@@ -53,14 +53,23 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..config import LoaderConfig
 from ..errors import ConfigError
-from ..sampling import Order, epoch_key
+from ..sampling import Order, epoch_key, steps_per_epoch
 
-__all__ = ["Granularity", "MixtureSchedule", "WeightSegment"]
+__all__ = [
+    "Granularity",
+    "MixtureOrder",
+    "MixtureSchedule",
+    "MixtureSources",
+    "WeightSegment",
+    "mixture_order",
+    "source_seed",
+]
 
 Granularity = Literal["sample", "batch"]
 #: the salt of a source's shuffle seed (``epoch_key(seed, crc32(name), SALT_MIXTURE)``)
@@ -127,7 +136,7 @@ def _apportion(tree: _Tree, n: np.ndarray, num_sources: int) -> np.ndarray:
     return out
 
 
-def _source_seed(seed: int, name: str) -> int:
+def source_seed(seed: int, name: str) -> int:
     return epoch_key(seed, zlib.crc32(name.encode("utf-8")), SALT_MIXTURE)
 
 
@@ -142,6 +151,7 @@ class MixtureSchedule:
         global_batch: int,
         granularity: Granularity = "sample",
         seed: int = 0,
+        orders: Mapping[str, Order] | None = None,
     ) -> None:
         self.sources: list[str] = [str(s) for s in sources]
         if not self.sources:
@@ -185,6 +195,15 @@ class MixtureSchedule:
         self._bases: list[np.ndarray] = []  # unit counts at each segment's first step
         self._starts: list[int] = []
         self._orders: dict[int, Order] = {}
+        for name, order in (orders or {}).items():
+            if name not in self.ids:
+                continue  # a source that is no longer drawn needs no order
+            if order.num_samples != self.sizes[name]:
+                raise ConfigError(
+                    f"mixture source {name!r}: its order has {order.num_samples} samples, "
+                    f"not {self.sizes[name]}"
+                )
+            self._orders[self.ids[name]] = order
         for seg in segments:
             self._append(seg)
 
@@ -249,6 +268,7 @@ class MixtureSchedule:
             self.global_batch,
             self.granularity,
             self.seed,
+            {self.sources[i]: o for i, o in self._orders.items()},
         )
 
     def weights(self, step: int) -> dict[str, float]:
@@ -322,6 +342,35 @@ class MixtureSchedule:
             k = (k[:, None] + np.arange(self.unit, dtype=np.int64)).ravel()
         return src, k
 
+    def draw_positions(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source id, draw number k)`` of absolute sample positions (``step * global_batch
+        + offset``; any order, any steps): the same as :meth:`batch_sources` of their steps,
+        at O(sources) array work per position."""
+        u = np.asarray(positions, dtype=np.int64)
+        src = np.empty(len(u), dtype=np.int64)
+        k = np.empty(len(u), dtype=np.int64)
+        if len(u) == 0:
+            return src, k
+        if u.min() < 0:
+            raise IndexError("position is negative")
+        steps, within = np.divmod(u, self.global_batch)
+        seg = np.searchsorted(np.asarray(self._starts, dtype=np.int64), steps, side="right") - 1
+        for i in np.unique(seg).tolist():
+            sel = np.flatnonzero(seg == i)
+            since = steps[sel] - self._starts[i]
+            n = since * self.global_batch + within[sel] if self.unit == 1 else since
+            if n.max() + 1 >= MAX_UNITS:
+                raise IndexError("position is beyond the schedule's range")
+            both = _apportion(self._trees[i], np.concatenate((n, n + 1)), len(self.sources))
+            c0, c1 = both[:, : len(n)], both[:, len(n) :]
+            s = np.argmax(c1 - c0, axis=0).astype(np.int64)
+            cols = np.arange(len(n))
+            src[sel] = s
+            k[sel] = (c0[s, cols] + self._bases[i][s]) * self.unit
+            if self.unit > 1:
+                k[sel] += within[sel]
+        return src, k
+
     def _source_id(self, source: str | int) -> int:
         if isinstance(source, str):
             if source not in self.ids:
@@ -345,7 +394,7 @@ class MixtureSchedule:
             hit = Order(
                 np.array([self.sizes[name]], dtype=np.int64),
                 shuffle="global",
-                seed=_source_seed(self.seed, name),
+                seed=source_seed(self.seed, name),
             )
             self._orders[sid] = hit
         return hit
@@ -421,3 +470,116 @@ class MixtureSchedule:
             f"MixtureSchedule(sources={self.sources!r}, segments={len(self.segments)}, "
             f"global_batch={self.global_batch}, granularity={self.granularity!r})"
         )
+
+
+class MixtureOrder:
+    """A mixture's order in the shape of :class:`~m5stream.sampling.Order`: position ``p`` of
+    epoch ``e`` is absolute position ``e * num_samples + p`` of the schedule, so epochs
+    continue the sources' draws (and the weight segments count global steps across epochs).
+    Its indices are *global* mixture indices: source ``s``'s sample ``i`` is ``offsets[s] + i``
+    (``offsets[s] < 0``: the source is in the schedule only for its past, and drawing it is an
+    error). Every step is a full global batch: the schedule never runs out."""
+
+    mode = "mixture"
+
+    def __init__(
+        self, schedule: MixtureSchedule, offsets: Mapping[str, int], epoch_steps: int
+    ) -> None:
+        if epoch_steps <= 0:
+            raise ConfigError(f"a mixture epoch needs at least one step, not {epoch_steps}")
+        self.schedule = schedule
+        self.epoch_steps = int(epoch_steps)
+        self.num_samples = self.epoch_steps * schedule.global_batch
+        self.block_size = 0
+        self.seed = schedule.seed
+        self._offsets = np.array([int(offsets.get(s, -1)) for s in schedule.sources], np.int64)
+
+    def draws(self, epoch: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(source id, index within the source)`` at ``positions`` of ``epoch``."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if len(pos) and (pos.min() < 0 or pos.max() >= self.num_samples):
+            raise IndexError("position out of range")
+        sch = self.schedule
+        src, k = sch.draw_positions(pos + int(epoch) * self.num_samples)
+        idx = np.empty_like(k)
+        for sid in np.unique(src).tolist():
+            sel = src == sid
+            idx[sel] = sch.sample_indices(sid, k[sel])
+        return src, idx
+
+    def indices(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """Global mixture indices at ``positions`` of ``epoch`` (int64)."""
+        src, idx = self.draws(epoch, positions)
+        base = self._offsets[src]
+        if len(base) and base.min() < 0:
+            gone = sorted({self.schedule.sources[s] for s in src[base < 0].tolist()})
+            raise ConfigError(f"the schedule draws mixture source(s) {gone} that are not given")
+        return base + idx
+
+
+class MixtureSources(Protocol):
+    """What the plan knows of a mixture's sources (an ``m5stream.mixing.Mixture``): names,
+    sizes and shard counts, never their data."""
+
+    names: list[str]
+    weights: dict[str, float]
+    granularity: Granularity
+    epoch_samples: int
+    #: global index of each source's first sample
+    offsets: dict[str, int]
+    #: samples per shard of each source
+    shard_counts: dict[str, np.ndarray]
+
+    @property
+    def sizes(self) -> dict[str, int]: ...
+
+
+def mixture_order(
+    config: LoaderConfig,
+    mixture: MixtureSources,
+    saved: MixtureSchedule | None = None,
+    reweight: tuple[int, Mapping[str, float]] | None = None,
+) -> MixtureOrder:
+    """The order ``config`` defines over ``mixture``.
+
+    Without ``saved`` the schedule is one segment of the mixture's weights from step 0.
+    ``saved`` (a resumed state's schedule) is kept as it is - its past is what was trained on
+    - and ``reweight=(from_step, weights)`` appends a segment: sources of ``mixture`` the
+    saved schedule lacks are added (drawn from ``from_step`` on), and sources it has that
+    ``mixture`` lacks stay in the schedule with weight 0 (their past draws are its history).
+    Within a source the order is ``config``'s shuffle over that source's shards, keyed by
+    :func:`source_seed`; a mixture epoch is ``epoch_samples`` rounded to whole global batches
+    (down with ``drop_last``, else up; at least one)."""
+    g = config.global_batch_size
+    if saved is None:
+        names, sizes = list(mixture.names), mixture.sizes
+        segments = [WeightSegment(0, mixture.weights)]
+    else:
+        if saved.global_batch != g or saved.granularity != mixture.granularity:
+            raise ConfigError(
+                f"the saved mixture schedule is for global batch {saved.global_batch}, "
+                f"granularity {saved.granularity!r}; this loader has {g}, "
+                f"{mixture.granularity!r}"
+            )
+        names = [*saved.sources, *[n for n in mixture.names if n not in saved.ids]]
+        sizes = {**saved.sizes, **{n: v for n, v in mixture.sizes.items() if n not in saved.ids}}
+        segments = list(saved.segments)
+        if reweight is not None:
+            step, weights = reweight
+            w = {n: float(weights.get(n, 0.0)) for n in names}
+            if segments[-1].from_step == step:
+                segments[-1] = WeightSegment(step, w)  # re-weighting the same step again
+            else:
+                segments.append(WeightSegment(step, w))
+    orders = {
+        n: Order(
+            mixture.shard_counts[n],
+            shuffle=config.shuffle,
+            seed=source_seed(config.seed, n),
+            block_size=config.block_size,
+        )
+        for n in mixture.names
+    }
+    schedule = MixtureSchedule(names, sizes, segments, g, mixture.granularity, config.seed, orders)
+    steps = max(1, steps_per_epoch(mixture.epoch_samples, g, config.drop_last))
+    return MixtureOrder(schedule, mixture.offsets, steps)

@@ -1,7 +1,9 @@
 """``Plan``: one epoch of one rank, step by step, as a pure function of the config.
 
 A plan is made from a :class:`~m5stream.config.LoaderConfig`, the dataset's
-:class:`~m5stream.sampling.Order` and an epoch. ``batch(step)`` is this rank's part of global
+:class:`~m5stream.sampling.Order` (or a mixture's
+:class:`~m5stream.plan.mixture.MixtureOrder`: the same cut of steps over its positions) and
+an epoch. ``batch(step)`` is this rank's part of global
 step ``step`` (see :mod:`m5stream.sampling.order` for the definitions), as an index array or,
 in the natural order, a contiguous run that costs no array work. Every executor and the torch
 sample mode take their indices from here; none re-derives the order.
@@ -15,14 +17,18 @@ from typing import TypedDict
 import numpy as np
 
 from ..config import LoaderConfig
-from ..sampling import Order, batch_indices, batch_run, rank_bounds, steps_per_epoch
+from ..sampling import Order, SampleOrder, batch_indices, batch_run, rank_bounds, steps_per_epoch
+from .mixture import MixtureOrder, MixtureSources, mixture_order
 
 __all__ = ["IndexRun", "Plan", "make_order"]
 
 
-def make_order(config: LoaderConfig, counts: np.ndarray) -> Order:
-    """The order the config defines over shards of ``counts`` samples."""
-    return Order(counts, shuffle=config.shuffle, seed=config.seed, block_size=config.block_size)
+def make_order(config: LoaderConfig, data: np.ndarray | MixtureSources) -> Order | MixtureOrder:
+    """The order the config defines over shards of ``data`` samples (an array of counts), or
+    over a mixture's sources (:func:`~m5stream.plan.mixture.mixture_order`)."""
+    if not isinstance(data, np.ndarray):
+        return mixture_order(config, data)
+    return Order(data, shuffle=config.shuffle, seed=config.seed, block_size=config.block_size)
 
 
 class _Cut(TypedDict):
@@ -53,7 +59,7 @@ class Plan:
 
     __slots__ = ("_cut", "config", "epoch", "order", "steps")
 
-    def __init__(self, config: LoaderConfig, order: Order, epoch: int) -> None:
+    def __init__(self, config: LoaderConfig, order: SampleOrder, epoch: int) -> None:
         self.config = config
         self.order = order
         self.epoch = int(epoch)
@@ -67,9 +73,9 @@ class Plan:
         )
 
     @classmethod
-    def for_epoch(cls, config: LoaderConfig, counts: np.ndarray, epoch: int) -> Plan:
-        """The plan of ``epoch`` over shards of ``counts`` samples (a new :class:`Order`)."""
-        return cls(config, make_order(config, counts), epoch)
+    def for_epoch(cls, config: LoaderConfig, data: np.ndarray | MixtureSources, epoch: int) -> Plan:
+        """The plan of ``epoch`` over ``data`` (see :func:`make_order`; a new order)."""
+        return cls(config, make_order(config, data), epoch)
 
     def indices(self, step: int) -> np.ndarray:
         """Global sample indices of this rank's batch at ``step`` (int64)."""

@@ -2,6 +2,7 @@
 
 from .order import (
     Order,
+    SampleOrder,
     ShuffleMode,
     batch_indices,
     batch_run,
@@ -13,6 +14,7 @@ from .order import (
 
 __all__ = [
     "Order",
+    "SampleOrder",
     "ShuffleMode",
     "batch_indices",
     "batch_run",

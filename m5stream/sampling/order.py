@@ -22,7 +22,7 @@ Nothing here depends on ``num_workers``, timing or the machine.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .._native import sampler
 from ..errors import ConfigError
 
 __all__ = [
+    "SampleOrder",
     "Order",
     "ShuffleMode",
     "batch_indices",
@@ -60,6 +61,18 @@ def normalize_shuffle(shuffle: bool | str) -> ShuffleMode:
     if shuffle in ("none", "global", "block"):
         return shuffle  # type: ignore[return-value]
     raise ConfigError(f"shuffle must be a bool, 'global' or 'block', not {shuffle!r}")
+
+
+class SampleOrder(Protocol):
+    """What the batch functions below need of an order: :class:`Order`, or a mixture's
+    (``m5stream.plan.mixture.MixtureOrder``, whose ``mode`` is ``"mixture"``)."""
+
+    num_samples: int
+
+    @property
+    def mode(self) -> str: ...
+
+    def indices(self, epoch: int, positions: np.ndarray) -> np.ndarray: ...
 
 
 class Order:
@@ -137,7 +150,7 @@ def rank_bounds(n: int, world_size: int, rank: int) -> tuple[int, int]:
 
 
 def batch_run(
-    order: Order,
+    order: SampleOrder,
     step: int,
     *,
     batch_size: int,
@@ -159,7 +172,7 @@ def batch_run(
 
 
 def batch_indices(
-    order: Order,
+    order: SampleOrder,
     epoch: int,
     step: int,
     *,

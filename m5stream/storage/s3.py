@@ -38,7 +38,7 @@ from ..errors import (
     PermissionDenied,
     StateMismatch,
 )
-from .iostats import count_bytes, count_request
+from .iostats import count_bytes, count_request, count_retry
 from .s3config import ObjectInfo, S3Config, parse_s3_uri
 from .s3response import RETRYABLE_CODES, Response, error_code
 
@@ -156,6 +156,7 @@ class S3Client:
                         or M5Error(f"S3 {operation} failed: {exc}", uri=uri, byte_range=byte_range)
                     ) from None
                 attempt += 1
+                count_retry()
                 time.sleep(min(5.0, 0.1 * 2**attempt) * (0.5 + random.random()))
                 continue
             finally:

@@ -5,7 +5,8 @@ threads - CUDA, the AWS CRT - that a forked child would inherit broken); the for
 preloads this package, so a worker starts in milliseconds. ``wait`` watches every worker's pipe
 *and* its process sentinel, so a worker that dies (SIGKILL, OOM, segfault) becomes a
 :class:`WorkerDied` error at once instead of a hang. Shutdown escalates: STOP message and join,
-then SIGTERM, then SIGKILL.
+then SIGTERM, then SIGKILL. ``restart`` replaces one dead worker; ``drain`` first reads what it
+sent before it died (replies that arrived but were not read when the death was seen).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from typing import Any
 from ..dataset import Dataset
 from ..errors import WorkerDied
 from ..transforms import TransformFn
-from .protocol import RingMsg, StopMsg, TaskMsg
+from .protocol import KeyReply, RingMsg, StopMsg, TaskMsg
 from .slots import SlotRing
 from .task import BatchTransform
 from .worker import worker_main
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "describe_exit"]
 
 _PRELOAD = ["numpy", "m5stream.workers.worker"]
 #: unanswered task bytes per worker; a Unix socketpair buffers ~200 KiB, keep far below it
@@ -47,7 +48,8 @@ def _context(start_method: str | None, preload: tuple[str, ...] = ()) -> Any:
     return ctx
 
 
-def _describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """How a process that ended with ``code`` ended: "was killed by SIGABRT", ..."""
     if code is None:
         return "is gone"
     if code < 0:
@@ -171,16 +173,33 @@ class WorkerPool:
                 wid = conn_ix[obj]
                 try:
                     while obj.poll():
-                        out.append((wid, obj.recv()))
-                        self.inflight[wid] -= 1
-                        if self.queued[wid]:
-                            self.queued[wid].popleft()
+                        out.append((wid, self._answered(wid, obj.recv())))
                 except (EOFError, OSError):
                     dead.append(wid)
             else:
                 dead.append(sentinels[obj])
         if dead and not out:
             raise self._died(dead[0])
+        return out
+
+    def _answered(self, wid: int, msg: Any) -> Any:
+        """Count a message from ``wid``: a reply answers its oldest task; a KeyReply none."""
+        if not isinstance(msg, KeyReply):
+            self.inflight[wid] -= 1
+            if self.queued[wid]:
+                self.queued[wid].popleft()
+        return msg
+
+    def drain(self, wid: int) -> list[Any]:
+        """What dead worker ``wid`` sent before it died that was not read yet (its death can be
+        seen on a send first, with replies still in its pipe); call before :meth:`restart`."""
+        out: list[Any] = []
+        conn = self.conns[wid]
+        try:
+            while conn.poll(0):
+                out.append(self._answered(wid, conn.recv()))
+        except (EOFError, OSError):
+            pass  # the end of what it sent
         return out
 
     def _died(self, wid: int, err: BaseException | None = None) -> WorkerDied:
@@ -191,7 +210,7 @@ class WorkerPool:
         p.join(0.5)
         how = f" ({type(err).__name__} on its pipe)" if err is not None else ""
         died = WorkerDied(
-            f"worker {wid} (pid {p.pid}) {_describe_exit(p.exitcode)} while "
+            f"worker {wid} (pid {p.pid}) {describe_exit(p.exitcode)} while "
             f"{self.inflight[wid]} batch(es) were assigned to it{how}",
         )
         died.worker = wid

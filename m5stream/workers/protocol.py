@@ -16,9 +16,13 @@ Worker -> trainer:
 * :class:`DoneReply`: the batch is in the slot; ``layout`` says where each field lies (see
   ``assemble``), ``meta`` (:class:`BatchMeta`) what the batch cost and skipped.
 * :class:`ErrorReply`: the task failed; ``error`` is an :class:`ErrorInfo`.
+* :class:`KeyReply`: a task with ``report_key`` (a one-sample piece of a bisection, see
+  :mod:`m5stream.workers.bisect`) read its sample and is about to transform it: the key, so
+  the trainer can name the sample if the worker dies on it. It answers no task.
 
 ``gen`` is the trainer's iteration generation: replies to an abandoned iteration are dropped
-and their slot returned.
+and their slot returned. ``part`` is 0 for a step's whole task and ``n > 0`` for the ``n``-th
+piece the trainer sent while bisecting that step; replies carry the ``part`` of their task.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
     "DoneReply",
     "ErrorInfo",
     "ErrorReply",
+    "KeyReply",
     "Kind",
     "RingMsg",
     "StopMsg",
@@ -53,6 +58,7 @@ class Kind(IntEnum):
     STOP = 3
     DONE = 4
     ERROR = 5
+    KEY = 6
 
 
 class RingMsg(NamedTuple):
@@ -77,6 +83,10 @@ class TaskMsg(NamedTuple):
     epoch: int
     #: a run when the indices are consecutive, so the message stays a few bytes
     indices: np.ndarray | IndexRun
+    #: 0: the step's whole task; n > 0: the n-th bisection piece sent for the step
+    part: int = 0
+    #: send a :class:`KeyReply` once the (one) sample is read, before it is transformed
+    report_key: bool = False
 
     def index_array(self) -> np.ndarray:
         got = self.indices
@@ -113,6 +123,7 @@ class DoneReply(NamedTuple):
     slot: int
     layout: SlotLayout
     meta: BatchMeta
+    part: int = 0
 
 
 class ErrorReply(NamedTuple):
@@ -125,6 +136,20 @@ class ErrorReply(NamedTuple):
     ring_id: int
     slot: int
     error: ErrorInfo
+    part: int = 0
+
+
+class KeyReply(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.KEY
+
+    gen: int
+    step: int
+    part: int
+    #: the sample's global index
+    sample: int
+    key: str
 
 
 Reply = DoneReply | ErrorReply

@@ -52,6 +52,7 @@ def load_samples(
     on_error: str,
     defer: bool = False,
     columnar: bool = False,
+    on_read: Callable[[int, str], None] | None = None,
 ) -> LoadResult:
     """Read and transform ``indices``; with ``on_error="skip"`` failures are recorded, not raised.
 
@@ -60,7 +61,8 @@ def load_samples(
     ``columnar`` (no per-sample transform, no batch transform): formats that can read a run of
     samples at once (Parquet, CSV) fill ``columns`` with the finished batch instead of
     ``samples``; if that fails the batch is read again row by row, so errors and skips are
-    exactly those of the row path.
+    exactly those of the row path. ``on_read(index, key)`` is called for each sample read on
+    the row path, before it is transformed (a bisection piece names its sample this way).
     """
     res = LoadResult()
     io0 = io_counters()
@@ -68,11 +70,11 @@ def load_samples(
         if (
             columnar
             and transform is None
-            and dataset.format.caps.columnar
+            and dataset.caps.columnar
             and _load_columns(res, dataset, indices)
         ):
             return res
-        _load(res, dataset, transform, indices, seed, epoch, on_error, defer)
+        _load(res, dataset, transform, indices, seed, epoch, on_error, defer, on_read)
     finally:
         res.io = io_delta(io0)
     return res
@@ -99,18 +101,35 @@ def _load(
     epoch: int,
     on_error: str,
     defer: bool,
+    on_read: Callable[[int, str], None] | None,
 ) -> None:
+    """The row path. Samples are read in storage order (shard, then position in it) and
+    handed back in the batch's order: a shuffled batch that touches a Parquet row group
+    several times decodes it once (a reader keeps its last decoded unit), and a tar shard is
+    read forwards. Failures are those of the batch's order: skips are recorded in it, and
+    with ``on_error="raise"`` the error is the first in it (samples after it are not read)."""
     clock = time.perf_counter
     shards, locals_ = dataset.locate_many(indices)
     t0 = clock()
     dataset.prefetch(shards)
     res.seconds["read"] += clock() - t0
-    for idx, shard, local in zip(indices.tolist(), shards.tolist(), locals_.tolist()):
+    n = len(indices)
+    order = np.lexsort((locals_, shards)) if n > 1 else np.arange(n)
+    idxs, shs, locs = indices.tolist(), shards.tolist(), locals_.tolist()
+    done: list[dict[str, Any] | None] = [None] * n
+    skipped: dict[int, list[Any]] = {}
+    first_error = n  # position of the first failure in batch order (on_error="raise")
+    for pos in order.tolist():
+        if pos > first_error:
+            continue  # after the batch's first failure: never read in batch order
+        idx = idxs[pos]
         key = None
         t0 = clock()
         try:
-            sample = dataset.read_at(idx, shard, local)
+            sample = dataset.read_at(idx, shs[pos], locs[pos])
             key = sample["__key__"]
+            if on_read is not None:
+                on_read(idx, key)
             t1 = clock()
             res.seconds["read"] += t1 - t0
             sample = apply_transform(transform, sample, seed=seed, epoch=epoch, defer=defer)
@@ -118,8 +137,13 @@ def _load(
         except Exception as exc:
             key = key if key is not None else getattr(exc, "key", None)
             if on_error == "skip":
-                res.skipped.append(skip_record(idx, key, exc))
+                skipped[pos] = skip_record(idx, key, exc)
                 continue
+            first_error = pos
             res.error = ErrorInfo.capture(exc, key, idx)
-            return
-        res.samples.append(sample)
+            continue
+        done[pos] = sample
+    if res.error is not None:
+        return
+    res.skipped.extend(skipped[p] for p in sorted(skipped))
+    res.samples.extend(s for s in done if s is not None)

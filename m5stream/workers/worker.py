@@ -19,7 +19,16 @@ from multiprocessing.reduction import recv_handle
 from ..batches import write_columns, write_rows
 from ..dataset import Dataset
 from ..transforms import TransformFn
-from .protocol import BatchMeta, DoneReply, ErrorInfo, ErrorReply, RingMsg, StopMsg, TaskMsg
+from .protocol import (
+    BatchMeta,
+    DoneReply,
+    ErrorInfo,
+    ErrorReply,
+    KeyReply,
+    RingMsg,
+    StopMsg,
+    TaskMsg,
+)
 from .slots import SlotRing
 from .task import BatchTransform, load_samples, skip_record
 
@@ -72,7 +81,9 @@ def worker_main(
                 ring = SlotRing(msg.ring_id, msg.num_slots, msg.slot_bytes, fd=fd)
                 continue
             if isinstance(msg, TaskMsg):
-                reply = _run_task(msg, ring, dataset, transform, batch_transform, seed, on_error)
+                reply = _run_task(
+                    msg, conn, ring, dataset, transform, batch_transform, seed, on_error
+                )
                 try:
                     conn.send(reply)
                 except (BrokenPipeError, OSError):
@@ -95,6 +106,7 @@ def _parent_alive(pid: int) -> bool:
 
 def _run_task(
     msg: TaskMsg,
+    conn: Connection,
     ring: SlotRing | None,
     dataset: Dataset,
     transform: TransformFn | None,
@@ -102,8 +114,16 @@ def _run_task(
     seed: int,
     on_error: str,
 ) -> DoneReply | ErrorReply:
-    gen, step, ring_id, slot = msg.gen, msg.step, msg.ring_id, msg.slot
+    gen, step, ring_id, slot, part = msg.gen, msg.step, msg.ring_id, msg.slot, msg.part
     indices = msg.index_array()
+
+    def report_key(index: int, key: str) -> None:
+        # sent before the transform runs: if it kills this process, the trainer knows the key
+        try:
+            conn.send(KeyReply(gen, step, part, index, str(key)))
+        except OSError:
+            pass  # the trainer is gone: the reply's send below ends this worker
+
     res = load_samples(
         dataset,
         transform,
@@ -113,9 +133,10 @@ def _run_task(
         on_error=on_error,
         defer=batch_transform is None,
         columnar=batch_transform is None,
+        on_read=report_key if msg.report_key else None,
     )
     if res.error is not None:
-        return ErrorReply(gen, step, ring_id, slot, res.error)
+        return ErrorReply(gen, step, ring_id, slot, res.error, part)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     try:
@@ -129,13 +150,13 @@ def _run_task(
             for s, exc in failures:  # lazy images that failed while being made
                 if on_error != "skip":
                     info = ErrorInfo.capture(exc, s.get("__key__"), s.get("__index__"))
-                    return ErrorReply(gen, step, ring_id, slot, info)
+                    return ErrorReply(gen, step, ring_id, slot, info, part)
                 res.skipped.append(skip_record(s["__index__"], s.get("__key__"), exc))
     except Exception as exc:
-        return ErrorReply(gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None))
+        return ErrorReply(gen, step, ring_id, slot, ErrorInfo.capture(exc, None, None), part)
     seconds = dict(res.seconds)
     decode = timings.get("decode", 0.0)
     seconds["assemble"] = time.perf_counter() - t0 - decode
     seconds["decode"] = decode
     meta = BatchMeta(skipped=res.skipped, seconds=seconds, needed=needed, io=res.io)
-    return DoneReply(gen, step, ring_id, slot, layout, meta)
+    return DoneReply(gen, step, ring_id, slot, layout, meta, part)

@@ -54,3 +54,45 @@ class Big:
             "__key__": sample["__key__"],
             "x": np.full(self.nbytes, i % 251, dtype=np.uint8),
         }
+
+
+class AbortOn:
+    """Kill the process with ``os.abort()`` (SIGABRT, as a crashing C decoder does) on the
+    samples whose index is in ``indices``; no core file is written."""
+
+    def __init__(self, *indices: int) -> None:
+        self.indices = frozenset(indices)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if sample["__index__"] in self.indices:
+            import resource  # lazy: only a worker about to crash needs it
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.abort()
+        return sample
+
+
+def join_bins(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch transform: the batch's ``bin`` payloads joined in order, and their count."""
+    return {
+        "bins": np.frombuffer(b"".join(s["bin"] for s in samples), dtype=np.uint8),
+        "n": np.asarray([len(samples)], dtype=np.int64),
+        "__index__": np.asarray([s["__index__"] for s in samples], dtype=np.int64),
+        "__key__": [s["__key__"] for s in samples],
+    }
+
+
+class BigAt:
+    """A ``x`` array of ``nbytes`` for the samples ``first .. last - 1`` and of 16 bytes for
+    the others: a batch of those outgrows small slots (the ring grows)."""
+
+    def __init__(self, first: int, last: int, nbytes: int, later_delay: float = 0.0) -> None:
+        self.first, self.last, self.nbytes = first, last, nbytes
+        self.later_delay = later_delay  # seconds per sample after ``last``
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        i = sample["__index__"]
+        if i >= self.last:
+            time.sleep(self.later_delay)
+        n = self.nbytes if self.first <= i < self.last else 16
+        return {"__index__": i, "__key__": sample["__key__"], "x": np.full(n, i % 251, np.uint8)}

@@ -82,8 +82,9 @@ def check_schema(res: dict[str, Any]) -> None:
         "mb_per_s",
         "skipped",
         "worker_restarts",
+        "poison_kills",
     }
-    assert res["result"]["worker_restarts"] == 0
+    assert res["result"]["worker_restarts"] == res["result"]["poison_kills"] == 0
     assert list(res["stages"]) == STAGES and all(v >= 0 for v in res["stages"].values())
     assert set(res["workers"]) == {"count", "utilisation"}
     assert set(res["memory"]) == {"peak_tree_pss_bytes", "peak_tree_rss_bytes"}
@@ -266,3 +267,58 @@ def _ours(cache: Path) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_bench_and_inspect_a_mixture_file(tmp_path: Path) -> None:
+    """``bench MIX.json``: sources, weights, transforms by preset; the report gives each
+    source's part of the samples against its weight; ``inspect`` summarises the sources."""
+    from tests.helpers import make_jsonl_dataset
+    from tests.images import make_image_tar
+
+    make_image_tar(tmp_path / "img", shards=2, per_shard=16)
+    make_jsonl_dataset(tmp_path / "js", files=2, per_file=40)
+    spec = {
+        "sources": {
+            "img": {"source": "img/shard-{0000..0001}.tar", "transform": "imagenet-train"},
+            "notes": {"source": "js/*.jsonl"},
+        },
+        "weights": {"img": 0.25, "notes": 0.75},
+        "granularity": "batch",
+    }
+    (tmp_path / "mix.json").write_text(json.dumps(spec))
+    out = run_cli(
+        "bench",
+        str(tmp_path / "mix.json"),
+        "--batches",
+        "12",
+        "--batch-size",
+        "8",
+        "--workers",
+        "2",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--quiet",
+        cache=tmp_path / "c",
+    )
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["source"]["format"] == "mixture" and res["source"]["samples"] == 32 + 80
+    src = res["sources"]
+    assert set(src) == {"img", "notes"}
+    assert src["img"]["weight"] == 0.25 and src["notes"]["weight"] == 0.75
+    assert src["img"]["samples"] + src["notes"]["samples"] == (res["result"]["batches"] + 1) * 8
+    assert src["img"]["transform_s"] > 0 and src["notes"]["transform_s"] == 0
+    assert "sources     img: " in out.stdout and "(weight 25.0%)" in out.stdout
+    ins = run_cli("inspect", str(tmp_path / "mix.json"), "--json", cache=tmp_path / "c")
+    assert ins.returncode == 0, ins.stderr
+    info = json.loads(ins.stdout)
+    assert info["granularity"] == "batch" and info["weights"] == spec["weights"]
+    assert {n: (s["format"], s["samples"]) for n, s in info["sources"].items()} == {
+        "img": ("tar", 32),
+        "notes": ("jsonl", 80),
+    }
+    assert info["sources"]["img"]["own_transform"] is True
+    (tmp_path / "bad.json").write_text(json.dumps({**spec, "weights": {"img": 1, "x": 1}}))
+    bad = run_cli("bench", str(tmp_path / "bad.json"), "--batches", "1", cache=tmp_path / "c")
+    assert bad.returncode == 2
+    assert "unknown mixture source(s) ['x']" in bad.stderr

@@ -87,3 +87,28 @@ def test_the_budget_is_per_epoch(ds: m5.Dataset) -> None:
 def test_max_worker_restarts_is_validated(tmp_path: Path) -> None:
     with pytest.raises(m5.ConfigError, match="max_worker_restarts"):
         m5.Loader(m5.dataset(make_tar_dataset(tmp_path, 1, 4)), 2, max_worker_restarts=-1)
+
+
+def test_tasks_held_across_a_ring_growth_are_sent_again_into_the_new_ring(
+    ds: m5.Dataset,
+) -> None:
+    """Workers killed just after the slot ring grew held tasks naming the old ring, which a
+    replacement never maps: those steps go again whole into the new ring, in order."""
+    kw: dict[str, Any] = dict(
+        num_workers=2, output="numpy", copy=True, slot_bytes=1 << 16, prefetch=4
+    )
+    # step 2's batch (8 x 64 KiB) outgrows the 64 KiB slots; later steps are still being made
+    # (with the old ring's slots) when the workers are killed
+    tf = fns.BigAt(16, 24, 1 << 16, later_delay=0.02)
+    with m5.Loader(ds, 8, transform=tf, **kw) as lo:
+        want = [(b["__index__"].tolist(), [bytes(x) for x in b["x"]]) for b in lo]
+    got = []
+    with m5.Loader(ds, 8, transform=tf, max_worker_restarts=2, **kw) as lo:
+        for i, b in enumerate(lo):
+            got.append((b["__index__"].tolist(), [bytes(x) for x in b["x"]]))
+            if i == 2:
+                assert lo.stats["ring_grows"] == 1
+                for pid in lo.worker_pids:
+                    os.kill(pid, signal.SIGKILL)
+        assert lo.stats["worker_restarts"] == 2
+    assert got == want

@@ -41,9 +41,14 @@ class LoaderNode:
                     raise StopIteration
                 self.it = iter(lo)
             try:
-                return next(self.it)["__index__"].tolist()
+                return self.ids(next(self.it))
             except StopIteration:
                 self.it = None
+
+    def ids(self, batch: dict[str, Any]) -> list[Any]:
+        """What the harness compares of a batch."""
+        ids: list[Any] = batch["__index__"].tolist()
+        return ids
 
     def get_state(self) -> dict[str, Any]:
         return self.loader.state_dict()

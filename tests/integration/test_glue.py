@@ -373,3 +373,116 @@ def test_clear_errors(catalog: dict[str, Any], monkeypatch: pytest.MonkeyPatch) 
         assert "not-the-secret" not in str(pd.value) and BUCKET in str(pd.value)
     finally:
         s3._CLIENTS.pop(cfg.resolved(), None)
+
+
+def test_row_filter_on_a_glue_parquet_table_reads_only_its_column(
+    catalog: dict[str, Any],
+) -> None:
+    """The filter's column chunks are the only bytes read while selecting; the rows are
+    exactly those where it holds; resuming over the selection is exact."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from m5stream.storage.iostats import io_counters, io_delta
+
+    expr = pc.field("label") == 3
+    cols = ["id", "caption", "image"]
+    m5.dataset(f"glue://{DB}/photos", columns=cols)  # footers and listing cached
+    before = io_counters()
+    m5.dataset(f"glue://{DB}/photos", columns=cols)
+    listing = io_delta(before).get("bytes", 0)
+    before = io_counters()
+    ds = m5.dataset(f"glue://{DB}/photos", columns=cols, filter=expr)
+    selecting = io_delta(before).get("bytes", 0) - listing
+    label_bytes = 0
+    for key in catalog["photos"]:
+        body = s3.client().get(BUCKET, f"glue/photos/{key}")
+        md = pq.ParquetFile(io.BytesIO(body)).metadata
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            label_bytes += sum(
+                rg.column(i).total_compressed_size
+                for i in range(rg.num_columns)
+                if rg.column(i).path_in_schema == "label"
+            )
+    assert selecting == label_bytes  # exactly the label chunks: no id, caption or image byte
+    want = [(k, r) for k in sorted(catalog["photos"]) for r in catalog["photos"][k]]
+    want = [(k, r) for k, r in want if r["label"] == 3]
+    assert len(ds) == len(want) > 0
+    for i, (k, r) in enumerate(want):
+        got = ds[i]
+        assert got["__key__"].split("#")[0] == k
+        assert int(got["id"]) == r["id"] and got["image"] == r["image"]
+    again = m5.dataset(f"glue://{DB}/photos", columns=cols, filter=expr)
+    assert again.fingerprint == ds.fingerprint != m5.dataset(f"glue://{DB}/photos").fingerprint
+
+
+def test_row_filter_on_glue_json_and_csv_tables(catalog: dict[str, Any]) -> None:
+    import pyarrow.compute as pc
+
+    notes = m5.dataset(f"glue://{DB}/notes", columns=["id", "text"], filter=pc.field("id") >= 3)
+    assert [s["id"] for s in notes] == [3, 4, 10, 11, 12, 13, 14]
+    scores = m5.dataset(f"glue://{DB}/scores", filter=pc.field("score") > 0)
+    assert [(s["lang"], s["name"]) for s in scores] == [("en", "alpha"), ("ja", "ベータ")]
+
+
+def test_mixture_of_glue_text_s3_tar_images_and_local_jsonl(
+    catalog: dict[str, Any], tmp_path: Any
+) -> None:
+    """A Glue Parquet table (text), S3 tar shards (images, with their own RandomResizedCrop)
+    and local JSONL, in one Loader with worker processes: exact bytes per sample, per-source
+    counts, and the clear errors."""
+    from pathlib import Path
+
+    from m5stream import transforms as T
+    from m5stream.transforms import apply_transform
+    from tests.helpers import make_jsonl_dataset
+    from tests.images import make_image_tar
+
+    local = Path(str(tmp_path))
+    make_image_tar(local / "img", shards=2, per_shard=12)
+    for p in sorted((local / "img").iterdir()):
+        s3.client().put(BUCKET, f"mix/img/{p.name}", path=str(p))
+    make_jsonl_dataset(local / "js", files=2, per_file=10)
+    text = m5.dataset(f"glue://{DB}/photos", columns=["id", "caption"])
+    imgs = m5.dataset(f"s3://{BUCKET}/mix/img/shard-{{0000..0001}}.tar")
+    notes = m5.dataset(str(local / "js" / "*.jsonl"))
+    tf_img = T.Compose([T.DecodeImage("jpg"), T.RandomResizedCrop(32), T.ToCHW()])
+    weights = {"en": 0.5, "img": 0.3, "notes": 0.2}
+    sources = {"en": text, "img": m5.source(imgs, transform=tf_img), "notes": notes}
+    mix = m5.mix(sources, weights=weights, granularity="batch")
+    with m5.Loader(mix, 8, shuffle=True, seed=17, num_workers=2, copy=True) as lo:
+        batches = [b for _ in range(2) for b in lo]
+        stats = lo.stats["sources"]
+        # the read-ahead covers the S3 tar source: both shards are made local ahead of the
+        # workers in each epoch (the second epoch finds them in the shard cache)
+        prefetched = lo.stats["prefetched_shards"]
+    assert prefetched == 4
+    assert len(batches) == 2 * lo.steps_per_epoch == 2 * -(-(96 + 24 + 20) // 8)
+    counts = dict.fromkeys(weights, 0)
+    epochs = [0] * lo.steps_per_epoch + [1] * lo.steps_per_epoch
+    for b, epoch in zip(batches, epochs):
+        (name,) = set(b["__source__"])
+        counts[name] += len(b["__index__"])
+        for j, i in enumerate(b["__index__"].tolist()):
+            if name == "en":
+                assert b["caption"][j] == text[i]["caption"]
+                assert int(b["id"][j]) == int(text[i]["id"])
+            elif name == "img":
+                want = apply_transform(tf_img, imgs[i], seed=17, epoch=epoch)
+                assert np.array_equal(np.asarray(b["jpg"][j]), want["jpg"])
+                assert b["__key__"][j] == imgs[i]["__key__"]
+            else:
+                assert b["text"][j] == notes[i]["text"]
+    steps = len(batches)
+    for name, w in weights.items():  # batches shared out by weight, within 2 batches
+        assert abs(counts[name] / 8 - w * steps) < 2, counts
+        assert stats[name]["samples"] == counts[name]
+    with pytest.raises(m5.ConfigError, match=r"'en' also has \['caption', 'id'\]"):
+        m5.Loader(m5.mix(sources, weights=weights), 8)
+    with pytest.raises(m5.ConfigError, match=r"unknown mixture source\(s\) \['ja'\]"):
+        m5.mix(sources, weights={**weights, "ja": 0.1})
+    with pytest.raises(m5.ConfigError, match="weight -1 must be finite and >= 0"):
+        m5.mix(sources, weights={**weights, "en": -1})
+    with pytest.raises(m5.ConfigError, match="weights are all zero"):
+        m5.mix(sources, weights=dict.fromkeys(weights, 0))

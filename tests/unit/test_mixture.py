@@ -311,3 +311,46 @@ def test_random_weights_stay_within_bound() -> None:
         c = m.unit_counts_array(n)
         assert (np.diff(c, axis=0) >= 0).all()
         check_counts(c, n, norm(raw.tolist()))
+
+
+@pytest.mark.parametrize("granularity", ["sample", "batch"])
+def test_draw_positions_equal_batch_sources_at_any_positions(granularity: str) -> None:
+    """The order's per-position draws (what a plan asks for: any positions, any steps, in any
+    order) are the per-batch ones, across segment boundaries."""
+    sched = MixtureSchedule(
+        ["a", "b", "c"],
+        {"a": 50, "b": 7, "c": 1000},
+        [WeightSegment(0, {"a": 1, "b": 2, "c": 3}), WeightSegment(9, {"a": 0.999, "c": 0.001})],
+        12,
+        granularity,  # type: ignore[arg-type]
+        seed=5,
+    )
+    steps = [0, 1, 8, 9, 10, 31, 10**6]
+    want = {t: sched.batch_sources(t) for t in steps}
+    pos = np.array([t * 12 + j for t in steps for j in range(12)], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(pos))
+    src, k = sched.draw_positions(pos[perm])
+    inv = np.argsort(perm)
+    src, k = src[inv], k[inv]
+    for i, t in enumerate(steps):
+        assert src[i * 12 : (i + 1) * 12].tolist() == want[t][0].tolist()
+        assert k[i * 12 : (i + 1) * 12].tolist() == want[t][1].tolist()
+
+
+def test_mixture_order_continues_draws_across_epochs() -> None:
+    from m5stream.plan.mixture import MixtureOrder
+
+    sched = MixtureSchedule(["a", "b"], {"a": 5, "b": 3}, [WeightSegment(0, {"a": 1, "b": 1})], 4)
+    order = MixtureOrder(sched, {"a": 0, "b": 5}, epoch_steps=3)
+    assert order.num_samples == 12
+    whole = [order.indices(e, np.arange(12)).tolist() for e in range(3)]
+    for e in range(3):
+        for t in range(3):
+            src, idx = sched.draw_indices(e * 3 + t)
+            assert whole[e][t * 4 : (t + 1) * 4] == (np.array([0, 5])[src] + idx).tolist()
+    with pytest.raises(IndexError):
+        order.indices(0, np.array([12]))
+    gone = MixtureOrder(sched, {"a": 0}, epoch_steps=3)
+    with pytest.raises(ConfigError, match=r"draws mixture source\(s\) \['b'\]"):
+        gone.indices(0, np.arange(12))
