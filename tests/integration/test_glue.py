@@ -301,7 +301,14 @@ def test_changed_snapshot_is_a_clear_error(catalog: dict[str, Any]) -> None:
     with pytest.raises(m5.StateMismatch, match=r"\(bytes \d+ -> \d+; fingerprint") as e:
         m5.Loader(third, 4, shuffle=True, seed=3, output="numpy").load_state_dict(lo2.state_dict())
     assert "version" not in str(e.value) and "files" not in str(e.value)
-    # ... and a reader holding the old manifest refuses the new bytes rather than mixing them
+    # ... and a reader holding the old manifest never mixes in the new bytes: a row group this
+    # process decoded for the pinned version is served as it was, and one it must read again
+    # is refused
+    from m5stream.formats import parquet
+
+    assert int(again[0]["id"]) == photo_row(DAYS[0], 1, 0, 0)["id"]  # the pinned version's row
+    parquet._BLOCKS = parquet._BlockCache(parquet._BLOCKS.limit)
+    again.close()
     with pytest.raises(m5.StateMismatch, match="changed since the manifest"):
         again[0]
 
