@@ -357,8 +357,15 @@ class ParquetReader(ShardReader):
         return table
 
     def decode_unit(self, unit: int, fetched: Fetch | None = None) -> ColumnBlock:
-        table = self.decode_table(unit, fetched)
-        return ColumnBlock(table, self.shard.key, int(self.group_starts[int(unit)]))
+        g = int(unit)
+        table = self.decode_table(g, fetched)
+        want = int(self.group_starts[g + 1] - self.group_starts[g])
+        if table.num_rows != want:  # a footer that lies, or one of another version of the file
+            raise CorruptData(
+                f"row group {g} decoded to {table.num_rows} rows, the footer says {want}",
+                uri=self.shard.uri,
+            )
+        return ColumnBlock(table, self.shard.key, int(self.group_starts[g]))
 
     def block_at(self, local: int) -> ColumnBlock:
         g = int(np.searchsorted(self.group_starts, local, side="right")) - 1
