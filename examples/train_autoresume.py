@@ -9,8 +9,9 @@ On start it looks for the newest complete checkpoint under the checkpoint prefix
 from it; because the data order is a pure function of the loader state and the model math is
 deterministic, the per-step losses of a run that was killed and restarted equal those of an
 uninterrupted run bit for bit. ``--log`` appends ``step N loss <float.hex>`` lines (and
-``ckpt-start N`` when a checkpoint upload begins). The dataset is Parquet with float columns
-``f0``..``f7`` and ``y``; ``--make-data`` writes such a dataset first.
+``ckpt-start N`` when a checkpoint upload begins, ``ckpt-done N`` when it is complete). The
+dataset is Parquet with float columns ``f0``..``f7`` and ``y``; ``--make-data`` writes such
+a dataset first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +57,14 @@ def make_data(uri: str, rows: int = 2000, files: int = 4) -> None:
                 fh.write(buf.getvalue())
 
 
+def _log_done(log: Any, lock: threading.Lock, fut: Any, step: int) -> None:
+    """``ckpt-done N`` once checkpoint ``N`` is complete (its upload's future resolved)."""
+    if fut.exception() is None:
+        with lock:
+            log.write(f"ckpt-done {step}\n")
+            log.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         step = int(state["step"])
         print(f"resumed from {found} at step {step}", file=sys.stderr)
     log = open(a.log, "a") if a.log else None  # noqa: SIM115 - closed below
+    log_lock = threading.Lock()
     ballast = torch.zeros(a.ballast_mb << 18)  # float32: 4 bytes each
     try:
         while step < a.steps:
@@ -95,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
                 opt.step()
                 step += 1
                 if log:
-                    log.write(f"step {step} loss {loss.item().hex()}\n")
-                    log.flush()
+                    with log_lock:  # the upload threads' "ckpt-done" lines share the file
+                        log.write(f"step {step} loss {loss.item().hex()}\n")
+                        log.flush()
                 if step % a.every == 0:
-                    checkpoint.save(
+                    fut = checkpoint.save(
                         f"{a.ckpt.rstrip('/')}/step-{step:06d}",
                         {
                             "model": model.state_dict(),
@@ -110,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                         step=step,
                     )
                     if log:
-                        log.write(f"ckpt-start {step}\n")
-                        log.flush()
+                        with log_lock:
+                            log.write(f"ckpt-start {step}\n")
+                            log.flush()
+                        fut.add_done_callback(lambda f, s=step: _log_done(log, log_lock, f, s))
                 if step >= a.steps:
                     break
         checkpoint.wait()

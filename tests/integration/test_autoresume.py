@@ -81,12 +81,14 @@ def test_killed_and_restarted_training_matches_an_uninterrupted_run(
 
     ckpt = f"s3://{BUCKET}/autoresume/ckpt"
     log = tmp_path / "run.log"
-    # 1: SIGKILL mid-epoch, between checkpoints
+    # 1: SIGKILL mid-epoch, between checkpoints: once checkpoint 10 is complete (its upload
+    # runs beside training, so "step 14" alone does not say it is)
     p = subprocess.Popen(_cmd(data, ckpt, log), env=env)
-    _wait_for(log, p, lambda line: line == "step 14 loss " + ref[14])
+    _wait_for(log, p, lambda line: line == "ckpt-done 10")
     p.send_signal(signal.SIGKILL)
     p.wait(30)
-    assert checkpoint.latest(ckpt) == f"{ckpt}/step-000010"
+    done = [int(ln.split()[1]) for ln in log.read_text().splitlines() if ln.startswith("ckpt-done")]
+    assert checkpoint.latest(ckpt) == f"{ckpt}/step-{max(done):06d}"
 
     # 2: SIGKILL while a (large) checkpoint upload is in flight; retried until the kill really
     # landed before the upload's manifest (the previous checkpoint must then be the latest)
