@@ -83,6 +83,7 @@ def _bench(args: argparse.Namespace) -> int:
         executor=args.executor,
         batches=args.batches,
         seconds=args.seconds,
+        epochs=args.epochs,
         compare=compare,
         progress=not args.quiet,
         record=args.record,
@@ -240,6 +241,11 @@ def _parser() -> argparse.ArgumentParser:
     budget = b.add_mutually_exclusive_group()
     budget.add_argument("--batches", type=_positive(int), help="timed batches")
     budget.add_argument("--seconds", type=_positive(float), help="timed seconds (default 10)")
+    budget.add_argument(
+        "--epochs",
+        type=_positive(int),
+        help="exactly N whole epochs (2+ give the first-epoch ratio)",
+    )
     b.add_argument(
         "--compare", default=None, metavar="PEERS", help="torch,s3torchconnector,webdataset"
     )

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..dataset import Dataset
 from ..formats.raw import field_name
 from ..storage.s3 import S3Config
-from .measure import Measurement, measure
+from .measure import Measurement, epoch_rates, measure
 from .monitor import Progress
 from .presets import Preset
 
@@ -110,6 +111,7 @@ def run_peer(
     max_batches: int | None,
     max_seconds: float | None,
     progress: bool,
+    max_epochs: int | None = None,
 ) -> tuple[dict[str, Any], Measurement | None]:
     """``({"status": ..., ...}, measurement or None)`` for one peer."""
     if name not in PEERS:
@@ -123,6 +125,7 @@ def run_peer(
         return _skip("batch transforms are compared with the torch peer only"), None
     m = ds.manifest
     ctx = _context(ds, workers)
+    made = time.perf_counter()  # start-up is timed from here, as m5stream's from Loader(...)
     if name == "torch":
         loader = _loader(_MapDataset(ds, preset.peer_fn), batch_size, workers, ctx, True)
     elif name == "webdataset":
@@ -158,7 +161,9 @@ def run_peer(
             loader,
             max_batches=max_batches,
             max_seconds=max_seconds,
+            max_epochs=max_epochs,
             progress=Progress(f"{name:>8}") if progress else None,
+            origin=made,
         )
     except Exception as exc:  # a peer's failure is reported, not ours
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, None
@@ -173,6 +178,8 @@ def run_peer(
         "samples_per_s": got.samples_per_s,
         "mb_per_s": got.mb_per_s,
         "first_batch_s": got.first_batch_s,
+        "first_batch_from_loader_s": got.first_batch_from_origin_s,
+        "first_epoch_ratio": epoch_rates(got.epochs)["first_epoch_ratio"],
         "samples": got.samples,
         "seconds": got.seconds,
         "workers": workers,

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..loader import Loader
 from ..records import recorder_of
 from ..source import dataset
-from .measure import measure
+from .measure import epoch_rates, measure
 from .mixspec import is_mixture_spec, load_mixture
 from .monitor import PeakTreeMemory, Progress
 from .peers import run_peer
@@ -54,6 +54,7 @@ def run_bench(
     executor: str = "auto",
     batches: int | None = None,
     seconds: float | None = None,
+    epochs: int | None = None,
     compare: list[str] | None = None,
     progress: bool = True,
     record: str | bool | None = None,
@@ -63,7 +64,8 @@ def run_bench(
     """Run the benchmark and return the result (schema in :mod:`.report`).
 
     No ``source``: the embedded demo photo dataset (made on first use) with the
-    ``imagenet-train`` preset. Neither ``batches`` nor ``seconds``: 10 seconds. ``record``
+    ``imagenet-train`` preset. The budget: ``batches`` timed batches, ``seconds`` timed seconds
+    or ``epochs`` whole epochs, whichever ends first; none of them: 10 seconds. ``record``
     (default ``$M5STREAM_RECORD``), ``run_name``, ``tags``: the run's record, as a Loader's
     (:mod:`m5stream.records`), of kind ``bench`` with this result attached.
     """
@@ -71,7 +73,7 @@ def run_bench(
         source = demo_dataset()
         transform = transform or "imagenet-train"
     preset = resolve_transform(transform or "raw")
-    if batches is None and seconds is None:
+    if batches is None and seconds is None and epochs is None:
         seconds = 10.0
     t0 = time.perf_counter()
     mixed = is_mixture_spec(source)
@@ -79,12 +81,14 @@ def run_bench(
         raise ConfigError("--compare runs the peers on one dataset, not on a mixture")
     ds = load_mixture(source) if mixed else dataset(source, format=format)
     listing = time.perf_counter() - t0
-    result = _header(source, ds, preset.name, batch_size, workers, executor, batches, seconds)
+    budget = {"batches": batches, "seconds": seconds, "epochs": epochs}
+    result = _header(source, ds, preset.name, batch_size, workers, executor, budget)
     # recording as any Loader does; an explicit None would switch $M5STREAM_RECORD off
     recording: dict[str, Any] = {"run_name": run_name, "tags": tags or {}}
     if record is not None:
         recording["record"] = record
     with PeakTreeMemory() as mem:
+        made = time.perf_counter()  # start-up is timed from here: listing is apart, above
         loader = Loader(
             ds,
             batch_size,
@@ -104,7 +108,9 @@ def run_bench(
                 loader,
                 max_batches=batches,
                 max_seconds=seconds,
+                max_epochs=epochs,
                 progress=Progress("m5stream") if progress else None,
+                origin=made,
             )
             stats = loader.stats
             result["config"]["executor"] = loader.executor_kind
@@ -122,8 +128,7 @@ def run_bench(
         got.samples_per_s,
         batch_size,
         workers,
-        batches,
-        seconds,
+        budget,
         progress,
     )
     return result
@@ -150,8 +155,7 @@ def _compare(
     samples_per_s: float,
     batch_size: int,
     workers: int,
-    batches: int | None,
-    seconds: float | None,
+    budget: dict[str, Any],
     progress: bool,
 ) -> None:
     """Run each peer on the same data and add it, with its ratio, to ``result["compare"]``."""
@@ -166,8 +170,9 @@ def _compare(
                 preset,
                 batch_size=batch_size,
                 workers=workers,
-                max_batches=batches,
-                max_seconds=seconds,
+                max_batches=budget["batches"],
+                max_seconds=budget["seconds"],
+                max_epochs=budget["epochs"],
                 progress=progress,
             )
         except KeyboardInterrupt:
@@ -185,10 +190,10 @@ def _header(
     batch_size: int,
     workers: int,
     executor: str,
-    batches: int | None,
-    seconds: float | None,
+    budget: dict[str, Any],
 ) -> dict[str, Any]:
-    """The result's description of the run: what, where, how."""
+    """The result's description of the run: what, where, how (``budget``: batches, seconds,
+    epochs)."""
 
     m = ds.manifest
     result: dict[str, Any] = {
@@ -209,8 +214,7 @@ def _header(
             "batch_size": batch_size,
             "workers": workers,
             "executor": executor,
-            "batches": batches,
-            "seconds": seconds,
+            **budget,
         },
     }
     return result
@@ -243,7 +247,23 @@ def _outcome(
         memory={"peak_tree_pss_bytes": pss, "peak_tree_rss_bytes": rss},
         s3=stats.get("s3", {}),
         bottleneck=bottleneck(st, got.seconds, workers),
+        startup=_startup(got, stats),
         timeline=got.timeline,
         compare={},
         **({"sources": stats["sources"]} if "sources" in stats else {}),
     )
+
+
+def _startup(got: Any, stats: dict[str, Any]) -> dict[str, Any]:
+    """Start-up as a user meets it, timed from just before ``Loader(...)`` (listing apart)."""
+    startup_batches = stats.get("startup_batches")  # where the loader reports it
+    return {
+        "first_batch_from_loader_s": got.first_batch_from_origin_s,
+        "loader_init_s": got.iter_start_s,
+        **epoch_rates(got.epochs),
+        "epochs": [
+            {"end_from_loader_s": e.end_s, "batches": e.batches, "samples": e.samples}
+            for e in got.epochs
+        ],
+        "startup_batches": int(startup_batches) if startup_batches is not None else None,
+    }

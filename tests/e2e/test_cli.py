@@ -40,8 +40,19 @@ TOP = {
     "memory",
     "s3",
     "bottleneck",
+    "startup",
     "timeline",
     "compare",
+}
+STARTUP = {
+    "first_batch_from_loader_s",
+    "loader_init_s",
+    "epochs",
+    "first_epoch_samples_per_s",
+    "steady_samples_per_s",
+    "first_epoch_ratio",
+    "first_epoch_ratio_note",
+    "startup_batches",
 }
 
 
@@ -71,6 +82,7 @@ def check_schema(res: dict[str, Any]) -> None:
         "executor",
         "batches",
         "seconds",
+        "epochs",
     }
     assert res["config"]["executor"] in ("inline", "threads", "processes")
     assert set(res["result"]) == {
@@ -102,6 +114,13 @@ def check_schema(res: dict[str, Any]) -> None:
     assert r["samples"] > 0 and r["seconds"] > 0
     assert r["samples_per_s"] == pytest.approx(r["samples"] / r["seconds"])
     assert all(len(p) == 2 for p in res["timeline"])
+    su = res["startup"]
+    assert set(su) == STARTUP
+    # from just before Loader(...): making it, then iteration up to the first batch
+    assert su["first_batch_from_loader_s"] >= su["loader_init_s"] >= 0
+    assert su["first_batch_from_loader_s"] >= res["stages"]["first_batch"] > 0
+    assert (su["first_epoch_ratio"] is None) == (su["first_epoch_ratio_note"] is not None)
+    assert (su["first_epoch_ratio"] is None) == (len(su["epochs"]) < 2)
 
 
 def test_bench_without_arguments_runs_the_demo_photos(tmp_path: Path) -> None:
@@ -169,11 +188,51 @@ def test_compare_torch_gives_a_ratio_and_a_plot(tmp_path: Path) -> None:
         assert im.format == "PNG" and im.size[0] > 600 and im.size[1] > 300
 
 
+def test_bench_over_whole_epochs_gives_the_start_up_figures(tmp_path: Path) -> None:
+    """``--epochs 3``: exactly 3 epochs of one Loader; the time to the first batch from
+    ``Loader(...)`` and the first epoch's samples/s over the steady (epochs 2-3)."""
+    src = make_tar_dataset(tmp_path / "d", shards=2, per_shard=16)
+    out = tmp_path / "r.json"
+    r = run_cli(
+        "bench",
+        src,
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--json",
+        str(out),
+        "--quiet",
+        cache=tmp_path / "c",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    check_schema(res)
+    assert res["config"]["epochs"] == 3 and res["config"]["seconds"] is None
+    su = res["startup"]
+    epochs = su["epochs"]
+    assert [(e["batches"], e["samples"]) for e in epochs] == [(4, 32)] * 3
+    ends = [e["end_from_loader_s"] for e in epochs]
+    assert su["first_batch_from_loader_s"] > 0 and ends == sorted(ends)
+    assert ends[0] >= su["first_batch_from_loader_s"]
+    assert res["result"]["batches"] == 3 * 4 - 1  # the first batch is timed apart
+    assert su["first_epoch_samples_per_s"] == pytest.approx(32 / ends[0])
+    rates = [32 / (ends[1] - ends[0]), 32 / (ends[2] - ends[1])]
+    assert su["steady_samples_per_s"] == pytest.approx(sum(rates) / 2)  # median of two
+    assert su["first_epoch_ratio"] > 0 and su["first_epoch_ratio_note"] is None
+    assert su["first_epoch_ratio"] == pytest.approx(
+        su["first_epoch_samples_per_s"] / su["steady_samples_per_s"]
+    )
+    assert "start-up    first batch " in r.stdout and "after Loader(...)" in r.stdout
+    assert "first-epoch ratio " in r.stdout and "(epochs 2-3, median)" in r.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["bench", "--batches", "0"], "must be positive"),
         (["bench", "--batches", "3", "--seconds", "2"], "not allowed with argument"),
+        (["bench", "--epochs", "2", "--batches", "3"], "not allowed with argument"),
         (["bench", "--transform", "nope"], "unknown transform 'nope'"),
         (["bench", "--compare", "torch,bogus"], "unknown peer(s) bogus"),
         (["bench", "/no/such/dir/x.tar"], "no such file"),

@@ -73,3 +73,72 @@ def test_unknown_transform_and_artifact_files(tmp_path: Any) -> None:
     assert p.name == "t.json" and p.peer_fn is None and p.transform is not None
     with pytest.raises(m5.ConfigError, match="does not exist"):
         resolve_transform(str(tmp_path / "missing.json"))
+
+
+def _result(startup: dict[str, Any]) -> dict[str, Any]:
+    """A bench result as :func:`run_bench` makes it, with the given ``startup``."""
+    return {
+        "interrupted": False,
+        "environment": {"pil": "Pillow 11.0"},
+        "source": {"uri": "d/x.tar", "format": "tar", "shards": 2, "samples": 64, "bytes": 9e6},
+        "config": {"transform": "raw", "batch_size": 8, "workers": 2, "executor": "processes"},
+        "result": {"samples": 120, "seconds": 1.5, "samples_per_s": 80.0, "mb_per_s": 1.0},
+        "stages": stages(listing=0.125, first_batch=0.5),
+        "startup": startup,
+        "workers": {"count": 2, "utilisation": 0.5},
+        "memory": {"peak_tree_pss_bytes": 1e8, "peak_tree_rss_bytes": 2e8},
+        "bottleneck": {"stage": "decode", "reason": "decode took 50%", "suggestion": ""},
+    }
+
+
+STARTUP = {
+    "first_batch_from_loader_s": 0.75,
+    "loader_init_s": 0.25,
+    "epochs": [{"end_from_loader_s": t, "batches": 8, "samples": 64} for t in (2.0, 3.0, 4.0)],
+    "first_epoch_samples_per_s": 32.0,
+    "steady_samples_per_s": 64.0,
+    "first_epoch_ratio": 0.5,
+    "first_epoch_ratio_note": None,
+    "startup_batches": None,
+}
+
+
+def test_report_gives_the_first_batch_and_the_first_epoch_ratio() -> None:
+    from m5stream.bench.report import format_report
+
+    text = format_report(_result(STARTUP))
+    assert (
+        "start-up    first batch 0.750s after Loader(...) (which took 0.250s; "
+        "listing 0.125s apart, before it)"
+    ) in text
+    assert (
+        "first epoch 32 samples/s with start-up, steady 64 (epochs 2-3, median): "
+        "first-epoch ratio 0.50"
+    ) in text
+    assert "executor; Pillow" in text and "inline while" not in text  # startup_batches absent
+    two = {**STARTUP, "epochs": STARTUP["epochs"][:2], "startup_batches": 3}
+    text = format_report(_result(two))
+    assert "steady 64 (epoch 2): first-epoch ratio 0.50" in text
+    assert "processes executor (3 batches made inline while the workers started); Pillow" in text
+
+
+def test_report_says_why_the_ratio_is_absent() -> None:
+    from m5stream.bench.report import format_report
+
+    short = {
+        **STARTUP,
+        "epochs": [],
+        "first_epoch_samples_per_s": None,
+        "steady_samples_per_s": None,
+        "first_epoch_ratio": None,
+        "first_epoch_ratio_note": "run ended within epoch 1",
+        "startup_batches": 0,
+    }
+    text = format_report(_result(short))
+    assert (
+        "first-epoch ratio: n/a (run ended within epoch 1; use --epochs 2+ or a longer "
+        "--batches/--seconds)"
+    ) in text
+    assert "inline while" not in text  # 0 batches made inline: not shown
+    none = format_report(_result({**short, "first_batch_from_loader_s": None}))
+    assert "start-up    no batch delivered" in none
