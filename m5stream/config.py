@@ -166,6 +166,10 @@ class LoaderConfig:
     executor: ExecutorKind = "auto"
     #: dead worker processes replaced per epoch (their batches recomputed); 0: fail fast
     max_worker_restarts: int = 0
+    #: the trainer makes the first batches itself while the workers start (processes
+    #: executor); ``None``: yes unless ``max_worker_restarts > 0`` (a sample that crashes its
+    #: decoder in the trainer would take the trainer down)
+    inline_start: bool | None = None
     # --- run records and live metrics (m5stream.records) ------------------------------------
     #: where the run is recorded: a SQLAlchemy URL (``sqlite:///runs.db``, ``postgresql://...``),
     #: ``True`` for ``sqlite:///<cache>/runs.db``, ``None``: not recorded; default
@@ -210,6 +214,8 @@ class LoaderConfig:
             raise ConfigError(f"max_worker_restarts must be an int >= 0, not {restarts!r}")
         if opts.get("executor") == "processes" and nw == 0:
             raise ConfigError('executor="processes" needs num_workers > 0')
+        if opts.get("inline_start") is not None:
+            opts["inline_start"] = bool(opts["inline_start"])
         for flag in ("drop_last", "even_batches", "copy"):
             if flag in opts:
                 opts[flag] = bool(opts[flag])

@@ -71,7 +71,8 @@ class Loader:
     ``output``, ``copy``, ``slot_bytes``, ``timeout``, ``start_method``, ``columnar_reads``
     ``executor`` ("auto", "inline", "threads", "processes") and ``max_worker_restarts``
     (dead worker processes replaced per epoch, their batches recomputed; 0: a dead worker is
-    a :class:`WorkerDied` at once). ``config=`` passes a
+    a :class:`WorkerDied` at once), ``inline_start`` (the first batches made in this process
+    while the workers start; default: unless ``max_worker_restarts``). ``config=`` passes a
     ready :class:`LoaderConfig` instead.
     """
 
@@ -129,6 +130,7 @@ class Loader:
             ExecContext(ds, c, transform, batch_transform, self.read_ahead, self._stats),
         )
         self._finalizer = weakref.finalize(self, self._executor.close)
+        self._executor.warm()  # worker processes start now, while the caller goes on
         # run records and live metrics (m5stream.records): None unless record= / metrics_port=
         self._recorder: Recorder | None = open_recorder(self, self._stats, self._executor)
         self._epoch = 0
@@ -338,8 +340,8 @@ class Loader:
 
     @property
     def worker_pids(self) -> list[int]:
-        """PIDs of the running worker processes (empty before the first batch, and for the
-        inline and threads executors)."""
+        """PIDs of the worker processes (waits for their start, which begins when the Loader
+        is made; empty for the inline and threads executors)."""
         return list(getattr(self._executor, "pids", []))
 
     # ----------------------------------------------------------------- iteration

@@ -22,7 +22,8 @@ class Stats:
     ``bytes`` that reading batches made, in the workers and the shard prefetcher together.
     ``worker_restarts``: dead worker processes replaced; ``poison_kills``: those of them that
     bisecting for poison samples cost (not charged to ``max_worker_restarts``);
-    ``poison_tasks``: bisection pieces sent to workers.
+    ``poison_tasks``: bisection pieces sent to workers. ``startup_batches``: batches the
+    processes executor made in the trainer while its workers were starting.
     """
 
     STAGES = ("read", "transform", "decode", "assemble", "wait", "deliver")
@@ -37,6 +38,7 @@ class Stats:
         self.worker_restarts = 0
         self.poison_kills = 0
         self.poison_tasks = 0
+        self.startup_batches = 0
         self.prefetched_shards = 0
         self.s3: dict[str, int] = {}
         #: mixture source -> samples, bytes, read_ns, transform_ns
@@ -66,6 +68,7 @@ class Stats:
             "worker_restarts": self.worker_restarts,
             "poison_kills": self.poison_kills,
             "poison_tasks": self.poison_tasks,
+            "startup_batches": self.startup_batches,
             "prefetched_shards": self.prefetched_shards,
             "seconds": dict(self.seconds),
             "s3": dict(self.s3),

@@ -36,6 +36,8 @@ class StepOutput:
     seconds: dict[str, float] = field(default_factory=dict)
     #: S3 requests (per operation) and bytes
     io: dict[str, int] | None = None
+    #: slot bytes the batch takes (made in this process: sizes the workers' slots)
+    needed: int = 0
 
     @property
     def samples(self) -> int:
@@ -65,6 +67,10 @@ class Executor(ABC):
         self.plan: Plan | None = None
         #: the next step :meth:`next` delivers
         self.step = 0
+
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """The Loader was made: start what takes time to start (worker processes), without
+        waiting for it."""
 
     @abstractmethod
     def start(self, plan: Plan, step: int) -> None:

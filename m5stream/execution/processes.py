@@ -1,6 +1,15 @@
 """The processes executor: worker processes load, transform and write batches into
 shared-memory slots; the trainer receives a small reply per batch and delivers in order.
 
+Start-up: the workers and their slot ring are started when the Loader is made, by a thread
+(:class:`~m5stream.workers.starter.PoolStarter`). Until a worker holds its payload, the
+trainer makes the batches itself (``inline_start``), in plan order, with the in-process
+builder (:func:`~m5stream.execution.rows.read_rows`: the same fused decode, skips and errors
+as a worker), so the first batch costs what ``num_workers=0`` costs; the first of those
+batches sizes the ring's slots. Once a worker is ready the next steps go to the workers and
+the trainer only delivers. ``inline_start`` is off by default with ``max_worker_restarts``:
+a sample that crashes its decoder in the trainer would take the trainer with it.
+
 The trainer keeps ``budget.steps`` batches in flight, each sent to the least loaded worker,
 except that batches starting in the same decode unit (a Parquet row group) go to one worker,
 so the unit is decoded once. Replies arrive in any order and are delivered in step order.
@@ -40,11 +49,14 @@ from ..plan.units import Unit, compact_indices
 from ..stats import Stats
 from ..storage.blobs import start_local_shard
 from ..workers.bisect import Hunt, PoisonRecord, join_batches
+from ..workers.launch import Payload
 from ..workers.pool import WorkerPool, describe_exit
 from ..workers.protocol import DoneReply, ErrorReply, KeyReply, Reply, TaskMsg
 from ..workers.slots import RingManager
+from ..workers.starter import PoolStarter
 from .base import ExecContext, Executor, StepOutput
 from .readahead import ReadAhead
+from .rows import read_rows
 
 __all__ = ["ProcessExecutor"]
 
@@ -116,26 +128,104 @@ class ProcessExecutor(Executor):
         self._downloads: set[Future[dict[str, int]]] = set()
         self._fetched = Stats()
         self._fetched_lock = threading.Lock()
+        self._starter: PoolStarter | None = None
+        self._payload: Payload | None = None
+        c = ctx.config
+        #: make batches in the trainer while no worker is ready (see module docstring)
+        self._inline_start = (
+            c.inline_start if c.inline_start is not None else c.max_worker_restarts == 0
+        )
 
     # ------------------------------------------------------------------ workers
+    def warm(self) -> None:
+        """Start the workers and their ring now, in a thread (see module docstring). The
+        payload is pickled here: one that cannot be is a ConfigError at once."""
+        if self.pool is None and self._starter is None:
+            c = self.ctx.config
+            if self._payload is None:
+                self._payload = WorkerPool.payload_of(
+                    self.ctx.dataset,
+                    self.ctx.transform,
+                    self.ctx.batch_transform,
+                    seed=c.seed,
+                    on_error=c.on_error,
+                )
+            self._starter = PoolStarter(
+                self._make_pool,
+                self.ctx.budget.steps + 2,
+                c.slot_bytes,
+                wait_for_size=self._inline_start,
+            )
+
+    def _make_pool(self) -> WorkerPool:
+        c = self.ctx.config
+        return WorkerPool(
+            c.num_workers,
+            self.ctx.dataset,
+            self.ctx.transform,
+            self.ctx.batch_transform,
+            seed=c.seed,
+            on_error=c.on_error,
+            start_method=c.start_method,
+            payload=self._payload,
+        )
+
     def _ensure_pool(self) -> tuple[WorkerPool, RingManager]:
         if self.pool is None:
-            c = self.ctx.config
-            self.pool = WorkerPool(
-                c.num_workers,
-                self.ctx.dataset,
-                self.ctx.transform,
-                self.ctx.batch_transform,
-                seed=c.seed,
-                on_error=c.on_error,
-                start_method=c.start_method,
-            )
-            self.rings = RingManager(self.ctx.budget.steps + 2, c.slot_bytes, self.pool.send_ring)
+            self.warm()
+            assert self._starter is not None
+            starter, self._starter = self._starter, None
+            try:
+                self.pool, self.rings = starter.get()
+            except BaseException:
+                starter.close()
+                raise
         assert self.rings is not None
         return self.pool, self.rings
 
+    def _workers_up(self) -> bool:
+        """Whether the workers take this step: handed over already, or a worker is ready
+        (without waiting for either)."""
+        if self.pool is None:
+            self.warm()
+            assert self._starter is not None
+            if not self._starter.done():
+                return False
+            self._ensure_pool()
+        assert self.pool is not None
+        return self._dispatch > self.step or self.pool.poll_ready()
+
+    def _next_inline(self) -> StepOutput:
+        """Step :attr:`step` made here, while the workers start (known poison samples are
+        left out as they are from a task)."""
+        assert self.plan is not None
+        step = self.step
+        idx = self.plan.indices(step)
+        known = [self._poison[i] for i in idx.tolist() if i in self._poison] if self._poison else []
+        if known:
+            if self.ctx.config.on_error != "skip":
+                raise known[0].error()
+            idx = idx[~np.isin(idx, [r.sample for r in known])]
+        if len(idx):
+            out = read_rows(self.ctx, step, idx, self.plan.epoch)
+        else:
+            out = StepOutput(step, None)
+        if known:
+            out.skipped = self._in_order(step, out.skipped + [r.skip_record() for r in known])
+        self.step = self._dispatch = step + 1
+        self.ctx.stats.startup_batches += 1
+        if self._starter is not None and out.needed:
+            self._starter.size_hint(out.needed)
+        return out
+
     @property
     def pids(self) -> list[int]:
+        """The workers' PIDs (waits for a start under way to end)."""
+        if self.pool is None and self._starter is not None:
+            try:
+                self._ensure_pool()
+            except WorkerDied:
+                return []
         return self.pool.pids if self.pool is not None else []
 
     def _pick_worker(self, pool: WorkerPool, idx: np.ndarray) -> int:
@@ -153,7 +243,10 @@ class ProcessExecutor(Executor):
     # ------------------------------------------------------------------ iteration
     def start(self, plan: Plan, step: int) -> None:
         self.stop()
-        self._ensure_pool()
+        if not self._inline_start:
+            self._ensure_pool()
+        else:
+            self.warm()
         self._gen += 1
         self.plan, self.step, self._dispatch = plan, step, step
         ds = self.ctx.dataset
@@ -268,9 +361,19 @@ class ProcessExecutor(Executor):
             raise
 
     def next(self) -> StepOutput:
-        pool, rings = self._ensure_pool()
         if self._ahead is not None:
             self._ahead.advance(self.step)
+        if self._inline_start and self._dispatch == self.step:
+            try:
+                up = self._workers_up()
+            except WorkerDied as died:  # a worker died starting: heal it, or raise
+                if self.pool is None or self.rings is None:
+                    raise
+                self._recover(self.pool, self.rings, died)
+                up = False
+            if not up:
+                return self._next_inline()
+        pool, rings = self._ensure_pool()
         while True:
             try:
                 self._fill(pool, rings)
@@ -543,6 +646,9 @@ class ProcessExecutor(Executor):
 
     def close(self, timeout: float = 1.0) -> None:
         self.stop()
+        if self._starter is not None:
+            self._starter.close()
+            self._starter = None
         if self.pool is not None:
             self.pool.shutdown(timeout)
             self.pool = None

@@ -17,6 +17,11 @@ from typing import Any
 
 import numpy as np
 
+# numpy loads ``numpy.random`` on first attribute access; that import costs ~0.1 s (more with
+# torch loaded). Paid here, at import - and so once in the forkserver, for every worker -
+# rather than inside a Loader's first batch.
+import numpy.random
+
 from .._native import sampler as _sampler
 from .base import (
     ARTIFACT_FORMAT,

@@ -1,8 +1,10 @@
 """The trainer's side of the worker processes: start, send, wait, and shut down.
 
-Workers are started with ``forkserver`` by default (never plain ``fork``: the trainer may hold
-threads - CUDA, the AWS CRT - that a forked child would inherit broken); the forkserver
-preloads this package, so a worker starts in milliseconds. ``wait`` watches every worker's pipe
+Workers are started with ``forkserver`` by default (:mod:`m5stream.workers.launch`: never plain
+``fork``, the payload pickled once, the trainer's ``__main__`` not re-run when the payload does
+not need it); the forkserver preloads this package and the payload's modules, so a worker
+starts in milliseconds. A worker says :class:`ReadyMsg` once it has its payload
+(:attr:`WorkerPool.ready`). ``wait`` watches every worker's pipe
 *and* its process sentinel, so a worker that dies (SIGKILL, OOM, segfault) becomes a
 :class:`WorkerDied` error at once instead of a hang. Shutdown escalates: STOP message and join,
 then SIGTERM, then SIGKILL. ``restart`` replaces one dead worker; ``drain`` first reads what it
@@ -11,7 +13,6 @@ sent before it died (replies that arrived but were not read when the death was s
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -21,31 +22,18 @@ from multiprocessing.reduction import send_handle
 from typing import Any
 
 from ..dataset import Dataset
-from ..errors import WorkerDied
+from ..errors import ConfigError, WorkerDied
 from ..transforms import TransformFn
-from .protocol import KeyReply, RingMsg, StopMsg, TaskMsg
+from .launch import Payload, context, start_process
+from .protocol import KeyReply, ReadyMsg, RingMsg, StopMsg, TaskMsg
 from .slots import SlotRing
 from .task import BatchTransform
 from .worker import worker_main
 
 __all__ = ["WorkerPool", "describe_exit"]
 
-_PRELOAD = ["numpy", "m5stream.workers.worker"]
 #: unanswered task bytes per worker; a Unix socketpair buffers ~200 KiB, keep far below it
 TASK_BYTES_BUDGET = 32 << 10
-
-
-def _context(start_method: str | None, preload: tuple[str, ...] = ()) -> Any:
-    method = start_method or (
-        "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    )
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        # Modules the dataset's format needs (pyarrow takes ~0.5 s to import) are imported
-        # once in the forkserver, not in every worker; this applies when the forkserver
-        # starts, i.e. for the interpreter's first loader with workers.
-        ctx.set_forkserver_preload([*_PRELOAD, *preload])
-    return ctx
 
 
 def describe_exit(code: int | None) -> str:
@@ -73,11 +61,18 @@ class WorkerPool:
         seed: int,
         on_error: str,
         start_method: str | None = None,
+        payload: Payload | None = None,
     ) -> None:
-        self._ctx = _context(start_method, dataset.format.modules)
-        self._args = (dataset, transform, batch_transform, seed, on_error, os.getpid())
+        #: ``payload``: those arguments pickled already (:meth:`payload_of`)
+        self.payload = payload or self.payload_of(
+            dataset, transform, batch_transform, seed=seed, on_error=on_error
+        )
+        preload = (*dataset.format.modules, *self.payload.modules)
+        self._ctx = context(start_method, preload)
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
+        #: which workers have said they hold their payload (a fresh one has not yet)
+        self.ready = [False] * num_workers
         self.inflight = [0] * num_workers
         #: bytes of the task messages each worker has not answered yet, oldest first
         self.queued: list[deque[int]] = [deque() for _ in range(num_workers)]
@@ -92,15 +87,35 @@ class WorkerPool:
             self.shutdown()
             raise
 
+    @staticmethod
+    def payload_of(
+        dataset: Dataset,
+        transform: TransformFn | None,
+        batch_transform: BatchTransform | None,
+        *,
+        seed: int,
+        on_error: str,
+    ) -> Payload:
+        """What the workers are started with; a ConfigError when it cannot be pickled."""
+        try:
+            return Payload((dataset, transform, batch_transform, seed, on_error))
+        except Exception as exc:
+            raise ConfigError(
+                "the dataset and transforms cannot be sent to worker processes "
+                f"({type(exc).__name__}: {exc}); define transforms at module level (not as "
+                "lambdas or nested functions), or use num_workers=0"
+            ) from exc
+
     def _spawn(self, wid: int) -> tuple[Connection, Any]:
         parent, child = self._ctx.Pipe(duplex=True)
-        p = self._ctx.Process(
+        p = start_process(
+            self._ctx,
+            self.payload,
             target=worker_main,
-            args=(wid, child, *self._args),
+            args=(wid, child, self.payload.data, os.getpid()),
             name=f"m5stream-worker-{wid}",
             daemon=True,
         )
-        p.start()
         child.close()
         return parent, p
 
@@ -118,6 +133,7 @@ class WorkerPool:
         except ValueError:
             pass
         self.conns[wid], self.procs[wid] = self._spawn(wid)
+        self.ready[wid] = False
         self.inflight[wid] = 0
         self.queued[wid].clear()
         if self._ring is not None:
@@ -162,7 +178,16 @@ class WorkerPool:
         return min(range(len(self.inflight)), key=self.inflight.__getitem__)
 
     def wait(self, timeout: float | None) -> list[tuple[int, Any]]:
-        """Replies ready within ``timeout`` as ``(worker, message)``; raises WorkerDied."""
+        """Replies ready within ``timeout`` as ``(worker, message)``; raises WorkerDied.
+        (A :class:`ReadyMsg` is not a reply: waiting goes on after one.)"""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out = self._wait_once(left)
+            if out or (deadline is not None and time.monotonic() >= deadline):
+                return out
+
+    def _wait_once(self, timeout: float | None) -> list[tuple[int, Any]]:
         sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
         conn_ix = {c: i for i, c in enumerate(self.conns)}
         ready = wait(list(self.conns) + list(sentinels), timeout)
@@ -173,7 +198,9 @@ class WorkerPool:
                 wid = conn_ix[obj]
                 try:
                     while obj.poll():
-                        out.append((wid, self._answered(wid, obj.recv())))
+                        msg = self._answered(wid, obj.recv())
+                        if msg is not None:
+                            out.append((wid, msg))
                 except (EOFError, OSError):
                     dead.append(wid)
             else:
@@ -182,8 +209,19 @@ class WorkerPool:
             raise self._died(dead[0])
         return out
 
+    def poll_ready(self) -> bool:
+        """Whether a worker holds its payload, reading what has arrived without waiting
+        (before any task is sent only :class:`ReadyMsg` comes); raises WorkerDied."""
+        if not any(self.ready):
+            self._wait_once(0)
+        return any(self.ready)
+
     def _answered(self, wid: int, msg: Any) -> Any:
-        """Count a message from ``wid``: a reply answers its oldest task; a KeyReply none."""
+        """Count a message from ``wid``: a reply answers its oldest task; a KeyReply none;
+        a ReadyMsg marks the worker ready and is not handed on (``None``)."""
+        if isinstance(msg, ReadyMsg):
+            self.ready[wid] = True
+            return None
         if not isinstance(msg, KeyReply):
             self.inflight[wid] -= 1
             if self.queued[wid]:
@@ -197,7 +235,9 @@ class WorkerPool:
         conn = self.conns[wid]
         try:
             while conn.poll(0):
-                out.append(self._answered(wid, conn.recv()))
+                msg = self._answered(wid, conn.recv())
+                if msg is not None:
+                    out.append(msg)
         except (EOFError, OSError):
             pass  # the end of what it sent
         return out
@@ -242,3 +282,4 @@ class WorkerPool:
             except ValueError:
                 pass
         self.conns, self.procs, self.inflight, self.queued = [], [], [], []
+        self.ready = []

@@ -13,6 +13,8 @@ Trainer -> worker, in order on the pipe:
 
 Worker -> trainer:
 
+* :class:`ReadyMsg`: sent once, when the worker holds its payload (dataset, transforms): from
+  now on a task is worked on as soon as it arrives. It answers no task.
 * :class:`DoneReply`: the batch is in the slot; ``layout`` says where each field lies (see
   ``assemble``), ``meta`` (:class:`BatchMeta`) what the batch cost and skipped.
 * :class:`ErrorReply`: the task failed; ``error`` is an :class:`ErrorInfo`.
@@ -46,6 +48,7 @@ __all__ = [
     "ErrorReply",
     "KeyReply",
     "Kind",
+    "ReadyMsg",
     "RingMsg",
     "StopMsg",
     "TaskMsg",
@@ -59,6 +62,7 @@ class Kind(IntEnum):
     DONE = 4
     ERROR = 5
     KEY = 6
+    READY = 7
 
 
 class RingMsg(NamedTuple):
@@ -150,6 +154,14 @@ class KeyReply(NamedTuple):
     #: the sample's global index
     sample: int
     key: str
+
+
+class ReadyMsg(NamedTuple):
+    @property
+    def kind(self) -> Kind:
+        return Kind.READY
+
+    worker: int
 
 
 Reply = DoneReply | ErrorReply

@@ -43,6 +43,15 @@ class Lease(np.ndarray):
     field view of a delivered batch keeps its slot's Lease alive (and so the slot leased)."""
 
 
+def _allocate(fd: int, nbytes: int) -> None:
+    """Allocate (and zero) the memfd's pages now, without mapping them: the workers' first
+    writes then take no allocation, and this costs no lock any mapping process holds."""
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError:
+        pass  # not supported here: pages are allocated on first touch instead
+
+
 class SlotRing:
     """One memfd holding ``num_slots`` slots (see module docstring)."""
 
@@ -51,13 +60,20 @@ class SlotRing:
         self.num_slots = num_slots
         self.slot_bytes = slot_bytes
         total = num_slots * slot_bytes
+        flags = _FLAGS
         if fd is None:
             # the name (seen in /proc/PID/maps) says whose ring it is: trainer pid, ring id
             fd = os.memfd_create(f"m5stream-ring-{os.getpid()}-{ring_id}", os.MFD_CLOEXEC)
             os.ftruncate(fd, total)
+            _allocate(fd, total)
+            # The trainer maps the ring without MAP_POPULATE: populating holds this process's
+            # mmap lock for the whole ring, and every page fault of the trainer (its own
+            # batches, the training step) would wait for it. It only reads slots, one minor
+            # fault per page the first time; the pages were allocated above, off that lock.
+            flags = mmap.MAP_SHARED
         self.fd: int | None = fd
         self.mm: mmap.mmap | None = mmap.mmap(
-            fd, total, flags=_FLAGS, prot=mmap.PROT_READ | mmap.PROT_WRITE
+            fd, total, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
         self.array: np.ndarray | None = np.frombuffer(self.mm, dtype=np.uint8)
 
@@ -87,7 +103,14 @@ class RingManager:
     written or leased, and close when the last one comes back.
     """
 
-    def __init__(self, num_slots: int, slot_bytes: int, on_new_ring: Callable[[SlotRing], None]):
+    def __init__(
+        self,
+        num_slots: int,
+        slot_bytes: int,
+        on_new_ring: Callable[[SlotRing], None] | None,
+    ) -> None:
+        """``on_new_ring``: told of every ring made (the workers must map it); ``None``: none
+        yet, until :meth:`attach`."""
         self.num_slots = num_slots
         self._on_new_ring = on_new_ring
         self._next_id = 0
@@ -103,8 +126,14 @@ class RingManager:
         self.rings[ring.ring_id] = ring
         self.busy[ring.ring_id] = 0
         self.free = deque(range(self.num_slots))
-        self._on_new_ring(ring)
+        if self._on_new_ring is not None:
+            self._on_new_ring(ring)
         return ring
+
+    def attach(self, on_new_ring: Callable[[SlotRing], None]) -> None:
+        """From now on tell ``on_new_ring`` of every ring, starting with the current one."""
+        self._on_new_ring = on_new_ring
+        on_new_ring(self.ring)
 
     @property
     def slot_bytes(self) -> int:

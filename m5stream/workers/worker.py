@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import pickle
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from .protocol import (
     ErrorInfo,
     ErrorReply,
     KeyReply,
+    ReadyMsg,
     RingMsg,
     StopMsg,
     TaskMsg,
@@ -47,18 +49,20 @@ def _die_with_parent() -> None:
         pass  # the pipe EOF still stops us
 
 
-def worker_main(
-    worker_id: int,
-    conn: Connection,
-    dataset: Dataset,
-    transform: TransformFn | None,
-    batch_transform: BatchTransform | None,
-    seed: int,
-    on_error: str,
-    parent_pid: int,
-) -> None:
+def worker_main(worker_id: int, conn: Connection, payload: bytes, parent_pid: int) -> None:
+    """Worker ``worker_id``'s loop; ``payload``: the pickled ``(dataset, transform,
+    batch_transform, seed, on_error)`` (:class:`~m5stream.workers.launch.Payload`)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    dataset: Dataset
+    transform: TransformFn | None
+    batch_transform: BatchTransform | None
+    dataset, transform, batch_transform, seed, on_error = pickle.loads(payload)
+    del payload
+    try:
+        conn.send(ReadyMsg(worker_id))
+    except OSError:
+        return  # the trainer is gone
     # Per-sample dicts and lazy images are short-lived: keep the cyclic GC from rescanning
     # the (frozen) startup objects and from running every 700 allocations.
     gc.freeze()

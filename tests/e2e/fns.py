@@ -42,12 +42,16 @@ class RandomJitter:
 
 
 class Big:
-    """Replace each sample by a large array (to outgrow the first slot size)."""
+    """Replace each sample by a large array (to outgrow the first slot size), after
+    ``delay`` seconds."""
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, nbytes: int, delay: float = 0.0) -> None:
         self.nbytes = nbytes
+        self.delay = delay
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if self.delay:
+            time.sleep(self.delay)
         i = sample["__index__"]
         return {
             "__index__": i,
@@ -96,3 +100,15 @@ class BigAt:
             time.sleep(self.later_delay)
         n = self.nbytes if self.first <= i < self.last else 16
         return {"__index__": i, "__key__": sample["__key__"], "x": np.full(n, i % 251, np.uint8)}
+
+
+class PidAfter:
+    """Sleep ``seconds``, then add the pid of the process that ran the transform."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(self.seconds)
+        sample["pid"] = os.getpid()
+        return sample

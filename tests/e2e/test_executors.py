@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import m5stream as m5
+from tests.e2e import fns
 from tests.helpers import make_parquet_dataset, make_tar_dataset
 
 
@@ -49,7 +50,11 @@ def test_a_python_transform_runs_in_processes_and_a_forced_threads_is_refused(
     def tf(s: dict) -> dict:
         return {**s, "n": np.int64(len(s["bin"]))}
 
-    assert m5.Loader(ds, 4, transform=tf, num_workers=2).executor_kind == "processes"
+    with m5.Loader(ds, 4, transform=fns.PidAfter(0), num_workers=2) as lo:
+        assert lo.executor_kind == "processes"
+    # a nested function cannot reach a worker: said when the Loader is made, not later
+    with pytest.raises(m5.ConfigError, match="cannot be sent to worker processes"):
+        m5.Loader(ds, 4, transform=tf, num_workers=2)
     assert m5.Loader(ds, 4, transform=tf).executor_kind == "inline"
     with pytest.raises(m5.ConfigError, match="a per-sample or batch transform"):
         m5.Loader(ds, 4, transform=tf, executor="threads")

@@ -166,20 +166,46 @@ def test_sigkilled_worker_becomes_an_error_within_5s(tar_ds: m5.Dataset) -> None
         lo.close()
 
 
-def test_ring_grows_for_big_batches_and_data_stays_exact(tar_ds: m5.Dataset) -> None:
+@pytest.mark.parametrize("inline_start", [False, True])
+def test_ring_grows_for_big_batches_and_data_stays_exact(
+    tar_ds: m5.Dataset, inline_start: bool
+) -> None:
+    """Without inline_start the workers' first batches do not fit the 1 MiB initial slots:
+    they come through the pipe and the ring grows once. With it, the trainer's first batch
+    sizes the ring before it is made: no batch comes through the pipe, the ring never grows."""
     big = 300_000  # 8 x 300 kB = 2.4 MB per batch > the 1 MiB initial slots
-    with m5.Loader(tar_ds, 8, num_workers=2, transform=fns.Big(big), output="numpy") as lo:
+    with m5.Loader(
+        tar_ds,
+        8,
+        num_workers=2,
+        # slow enough that the workers are up long before the epoch ends
+        transform=fns.Big(big, delay=0.05 if inline_start else 0.0),
+        output="numpy",
+        inline_start=inline_start,
+    ) as lo:
         for b in lo:
             expect = (b["__index__"] % 251).astype(np.uint8)
             assert b["x"].shape == (8, big)
             assert (b["x"] == expect[:, None]).all()
         st = lo.stats
-    assert st["ring_grows"] == 1 and 1 <= st["inline_batches"] <= 4
+    assert st["batches"] == 15
+    if inline_start:
+        assert st["ring_grows"] == 0 and st["inline_batches"] == 0
+        assert 1 <= st["startup_batches"] < 15
+    else:
+        assert st["ring_grows"] == 1 and 1 <= st["inline_batches"] <= 4
+        assert st["startup_batches"] == 0
 
 
 def test_zero_copy_batches_stay_valid_while_held(tar_ds: m5.Dataset) -> None:
     with m5.Loader(
-        tar_ds, 8, num_workers=2, transform=fns.Big(1000), output="numpy", prefetch=2
+        tar_ds,
+        8,
+        num_workers=2,
+        transform=fns.Big(1000),
+        output="numpy",
+        prefetch=2,
+        inline_start=False,  # batches in slots from the first one
     ) as lo:
         it = iter(lo)
         held = next(it)
@@ -192,7 +218,13 @@ def test_zero_copy_batches_stay_valid_while_held(tar_ds: m5.Dataset) -> None:
 
 def test_holding_every_slot_is_a_clear_error(tar_ds: m5.Dataset) -> None:
     with m5.Loader(
-        tar_ds, 4, num_workers=1, transform=fns.Big(100), output="numpy", prefetch=1
+        tar_ds,
+        4,
+        num_workers=1,
+        transform=fns.Big(100),
+        output="numpy",
+        prefetch=1,
+        inline_start=False,  # every batch in a slot
     ) as lo:
         kept = []
         with pytest.raises(m5.SlotsExhausted, match="copy=True"):
@@ -282,7 +314,13 @@ def test_wait_gone_helper_sees_exits() -> None:
 
 def test_stopping_early_gives_every_slot_back(tar_ds: m5.Dataset) -> None:
     with m5.Loader(
-        tar_ds, 4, num_workers=2, transform=fns.Big(100), output="numpy", prefetch=4
+        tar_ds,
+        4,
+        num_workers=2,
+        transform=fns.Big(100),
+        output="numpy",
+        prefetch=4,
+        inline_start=False,  # batches in flight from the first iteration
     ) as lo:
         for _ in range(5):
             it = iter(lo)
