@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from m5stream.bench.monitor import PeakTreeMemory as _Peak
 
@@ -44,3 +45,32 @@ def environment() -> str:
         f"python {platform.python_version()}, numpy {numpy.__version__}, torch {tv}, "
         f"{os.cpu_count()} CPUs"
     )
+
+
+def seaweed(prefix: str, key: str, secret: str, bucket: str) -> tuple[object, object, Path]:
+    """A SeaweedFS (``weed mini``) on free loopback ports with ``bucket`` made, this process's
+    environment pointed at it (credentials, endpoint, an empty m5stream cache), and an m5
+    S3 client: ``(server, client, tmp dir)``. Stop the server with ``server.stop()``."""
+    import tempfile
+
+    from tests.seaweed import SeaweedServer
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    (tmp / "weed").mkdir()
+    server = SeaweedServer(tmp / "weed", key, secret)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=key,
+        AWS_SECRET_ACCESS_KEY=secret,
+        AWS_ENDPOINT_URL_S3=server.endpoint,
+        AWS_REGION="us-east-1",
+        M5STREAM_CACHE=str(tmp / "cache"),
+    )
+    from m5stream.storage import s3
+
+    c = s3.client()
+    try:
+        server.wait_ready(lambda: c.create_bucket(bucket))
+    except BaseException:
+        server.stop()
+        raise
+    return server, c, tmp

@@ -29,7 +29,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch.utils.data
-from _common import environment, median
+from _common import environment, median, seaweed
 
 KEY, SECRET, BUCKET = "bench-key", "bench-secret-key", "m5-bench"
 MB = 1e6
@@ -135,24 +134,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from tests.seaweed import SeaweedServer
-
-    tmp = Path(tempfile.mkdtemp(prefix="m5bench-s3-"))
-    (tmp / "weed").mkdir()
-    server = SeaweedServer(tmp / "weed", KEY, SECRET)
-    os.environ.update(
-        AWS_ACCESS_KEY_ID=KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_ENDPOINT_URL_S3=server.endpoint,
-        AWS_REGION="us-east-1",
-        M5STREAM_CACHE=str(tmp / "cache"),
-    )
+    server, c, tmp = seaweed("m5bench-s3-", KEY, SECRET, BUCKET)
     import m5stream as m5
-    from m5stream.storage import s3
 
-    c = s3.client()
     try:
-        server.wait_ready(lambda: c.create_bucket(BUCKET))
         b3 = boto()
         print(f"# s3 throughput vs SeaweedFS on loopback, median of {a.repeats}; {environment()}")
         # -- data

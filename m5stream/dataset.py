@@ -89,6 +89,8 @@ class Dataset:
         self._offsets_list: list[int] | None = None
         #: what ``Format.prefetch`` fetched for the current batch: uri -> payload or error
         self._prefetched: dict[str, Any] = {}
+        #: fetches started for later batches (``prefetch_ahead``), by the shards they cover
+        self._ahead: OrderedDict[tuple[int, ...], Callable[[], dict[str, Any]]] = OrderedDict()
 
     def locality(self, index: int) -> tuple[int, int] | None:
         """``(shard, decode unit)`` of sample ``index`` where reading it decodes a whole unit
@@ -172,13 +174,39 @@ class Dataset:
         shards = np.searchsorted(offsets, idx, side="right") - 1
         return shards, idx - offsets[shards]
 
+    #: batches whose fetches may be started ahead (a worker's next tasks)
+    AHEAD = 2
+
     def prefetch(self, shards: np.ndarray) -> None:
-        """Let the format fetch what a batch touching ``shards`` needs, all at once."""
+        """Let the format fetch what a batch touching ``shards`` needs, all at once (or take
+        what :meth:`prefetch_ahead` started for those shards)."""
         if not self.format.caps.batch_fetch:
             return  # nothing to fetch ahead: keep the per-batch hot path free of it
+        key = tuple(dict.fromkeys(shards.tolist()))
+        started = self._ahead.pop(key, None)
+        if started is not None:
+            self._prefetched = started()
+            return
         m = self.manifest
-        shard_list = [m.shard(int(s), self.s3) for s in dict.fromkeys(shards.tolist())]
-        self._prefetched = self.format.prefetch(shard_list)
+        self._prefetched = self.format.prefetch([m.shard(s, self.s3) for s in key])
+
+    def prefetch_ahead(self, shards: np.ndarray) -> None:
+        """Start fetching, without waiting, what a later batch touching ``shards`` needs (a
+        worker's next task, while it works on this one); its :meth:`prefetch` takes it. At
+        most :attr:`AHEAD` are kept: the oldest beyond that is waited for and dropped."""
+        if not self.format.caps.batch_fetch:
+            return
+        key = tuple(dict.fromkeys(shards.tolist()))
+        if key in self._ahead:
+            return
+        m = self.manifest
+        started = self.format.start_prefetch([m.shard(s, self.s3) for s in key])
+        if started is None:
+            return
+        self._ahead[key] = started
+        while len(self._ahead) > self.AHEAD:
+            _, old = self._ahead.popitem(last=False)
+            old()  # its requests end before their buffers are let go
 
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         """The sample ``index`` already located at ``(shard, local)`` (see locate_many)."""
@@ -408,6 +436,9 @@ class Dataset:
         for r in self._readers.values():
             r.close()
         self._readers.clear()
+        while self._ahead:
+            _, started = self._ahead.popitem(last=False)
+            started()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"manifest": self.manifest, "s3": self.s3}  # no credentials in either

@@ -255,14 +255,24 @@ class Mixture(Dataset):
         sid = self._source_of_shard(shard)
         return self.datasets[self.names[sid]].shard_download(shard - int(self._shard_starts[sid]))
 
-    def prefetch(self, shards: np.ndarray) -> None:
+    def _by_source(self, shards: np.ndarray) -> list[tuple[Dataset, np.ndarray]]:
+        """``shards`` (global) split by source: each source's dataset and its own shards."""
         sh = np.asarray(shards, dtype=np.int64)
         if not len(sh):
-            return
+            return []
         sids = np.searchsorted(self._shard_starts, sh, side="right") - 1
-        for sid in np.unique(sids).tolist():
-            name = self.names[sid]
-            self.datasets[name].prefetch(sh[sids == sid] - self._shard_starts[sid])
+        return [
+            (self.datasets[self.names[sid]], sh[sids == sid] - self._shard_starts[sid])
+            for sid in np.unique(sids).tolist()
+        ]
+
+    def prefetch(self, shards: np.ndarray) -> None:
+        for ds, local in self._by_source(shards):
+            ds.prefetch(local)
+
+    def prefetch_ahead(self, shards: np.ndarray) -> None:
+        for ds, local in self._by_source(shards):
+            ds.prefetch_ahead(local)
 
     def read_at(self, index: int, shard: int, local: int) -> Sample:
         sid = self._source_of_shard(shard)

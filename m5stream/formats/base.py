@@ -10,6 +10,7 @@ key or byte range.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,13 @@ class Format(ABC):
     def prefetch(self, shards: list[ShardInfo]) -> dict[str, Any]:
         """Formats with ``caps.batch_fetch``: fetch what reading these shards needs, all at
         once, as ``{uri: payload or the error}`` for the readers (called once per batch)."""
-        return {}
+        started = self.start_prefetch(shards)
+        return started() if started is not None else {}
+
+    def start_prefetch(self, shards: list[ShardInfo]) -> Callable[[], dict[str, Any]] | None:
+        """:meth:`prefetch` in two halves: the fetches start now, and the returned function
+        (called once, from any thread) waits for them; ``None``: nothing to fetch."""
+        return None
 
 
 def expression_columns(expr: Any, schema: Any, uri: str) -> list[str]:

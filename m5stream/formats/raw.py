@@ -11,6 +11,7 @@ no transform the Loader's block path starts each object's GET batches ahead
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ..batches.columns import ColumnBlock
@@ -81,11 +82,13 @@ class RawFormat(Format):
     def open(self, shard: ShardInfo, options: dict[str, Any]) -> ShardReader:
         return RawReader(shard, options)
 
-    def prefetch(self, shards: list[ShardInfo]) -> dict[str, Any]:
-        """Fetch a batch's S3 objects concurrently (one GET each, conditional on the ETag);
+    def start_prefetch(self, shards: list[ShardInfo]) -> Callable[[], dict[str, Any]] | None:
+        """Start a batch's S3 object GETs, all at once (one each, conditional on the ETag);
         local files are read when needed."""
         remote = [s for s in shards if is_s3(s.uri)]
         if len(remote) < 2:
-            return {}
+            return None
         items = [(*parse_s3_uri(s.uri), s.stamp) for s in remote]
-        return dict(zip([s.uri for s in remote], client(remote[0].s3).get_many(items)))
+        wait = client(remote[0].s3).start_many(items)
+        uris = [s.uri for s in remote]
+        return lambda: dict(zip(uris, wait()))

@@ -14,11 +14,13 @@ import pickle
 import signal
 import sys
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle
 
 from ..batches import write_columns, write_rows
 from ..dataset import Dataset
+from ..storage.iostats import io_counters, io_delta
 from ..transforms import TransformFn
 from .protocol import (
     BatchMeta,
@@ -70,24 +72,30 @@ def worker_main(worker_id: int, conn: Connection, payload: bytes, parent_pid: in
     if os.getppid() != parent_pid and not _parent_alive(parent_pid):
         return
     ring: SlotRing | None = None
+    inbox = _Inbox(conn, dataset)
     try:
         while True:
             try:
-                msg = conn.recv()
+                msg, fd = inbox.next()
             except (EOFError, OSError):
                 return
             if isinstance(msg, StopMsg):
                 return
             if isinstance(msg, RingMsg):
-                fd = recv_handle(conn)
                 if ring is not None:
                     ring.close()
                 ring = SlotRing(msg.ring_id, msg.num_slots, msg.slot_bytes, fd=fd)
                 continue
             if isinstance(msg, TaskMsg):
+                ahead_io = inbox.started.pop(_tag(msg), None)
+                inbox.fetch_ahead()
                 reply = _run_task(
                     msg, conn, ring, dataset, transform, batch_transform, seed, on_error
                 )
+                if ahead_io and isinstance(reply, DoneReply):
+                    # the requests its fetch made when it started, a task earlier
+                    for k, v in ahead_io.items():
+                        reply.meta.io[k] = reply.meta.io.get(k, 0) + v
                 try:
                     conn.send(reply)
                 except (BrokenPipeError, OSError):
@@ -96,6 +104,53 @@ def worker_main(worker_id: int, conn: Connection, payload: bytes, parent_pid: in
         if ring is not None:
             ring.close()
         dataset.close()
+
+
+class _Inbox:
+    """The worker's messages, in order, with a look at the tasks already queued behind the
+    current one: their S3 objects are fetched while it works on this one
+    (``Dataset.prefetch_ahead``: formats that fetch a batch's objects at once, raw S3)."""
+
+    def __init__(self, conn: Connection, dataset: Dataset) -> None:
+        self.conn = conn
+        self.dataset = dataset
+        self.ahead = dataset.format.caps.batch_fetch
+        #: messages read ahead, each with the descriptor that follows a RingMsg
+        self.queue: deque[tuple[object, int | None]] = deque()
+        #: tasks whose fetch was started ahead -> the S3 requests starting it made
+        self.started: dict[tuple[int, int, int], dict[str, int]] = {}
+
+    def _recv(self) -> tuple[object, int | None]:
+        msg = self.conn.recv()
+        # a ring's descriptor comes right after its message, whenever that is read
+        return msg, (recv_handle(self.conn) if isinstance(msg, RingMsg) else None)
+
+    def next(self) -> tuple[object, int | None]:
+        if not self.queue:
+            return self._recv()
+        return self.queue.popleft()
+
+    def fetch_ahead(self) -> None:
+        """Read the tasks waiting in the pipe (without blocking) and start their fetches."""
+        if not self.ahead:
+            return
+        try:
+            while len(self.queue) < Dataset.AHEAD and self.conn.poll(0):
+                self.queue.append(self._recv())
+        except (EOFError, OSError):
+            return  # the trainer is gone: the next read says so
+        for msg, _ in self.queue:
+            if isinstance(msg, TaskMsg) and _tag(msg) not in self.started:
+                io0 = io_counters()
+                try:
+                    self.dataset.prefetch_ahead(self.dataset.locate_many(msg.index_array())[0])
+                except Exception:
+                    pass  # the task itself fetches again, and reports what fails
+                self.started[_tag(msg)] = io_delta(io0)
+
+
+def _tag(msg: TaskMsg) -> tuple[int, int, int]:
+    return msg.gen, msg.step, msg.part
 
 
 def _parent_alive(pid: int) -> bool:

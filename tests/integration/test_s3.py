@@ -509,6 +509,30 @@ def test_raw_objects_are_fetched_once_each(s3_endpoint: str, nw: int, shuffle: b
         assert batches[1]["__key__"] == [f"{i:03d}.bin" for i in range(8, 16)]
 
 
+def test_workers_fetch_their_next_task_ahead_and_each_object_once(s3_endpoint: str) -> None:
+    """With a transform (worker processes) a worker starts the GETs of the task queued
+    behind the one it works on; every object is still fetched exactly once, each batch holds
+    its own objects' bytes, and the requests are counted (those started a task early too)."""
+    from tests.e2e import fns
+
+    c = s3.client()
+    for i in range(96):
+        c.put(BUCKET, f"ahead/{i:03d}.bin", sample_bytes(i))
+    ds = m5.dataset(f"s3://{BUCKET}/ahead/")
+    with m5.Loader(
+        ds, 8, transform=fns.PidAfter(0.01), shuffle=True, seed=4, num_workers=2, copy=True
+    ) as lo:
+        batches = list(lo)
+        io = lo.stats["s3"]
+        workers = set(lo.worker_pids)
+    with m5.Loader(ds, 8, shuffle=True, seed=4, num_workers=0, output="numpy") as ref:
+        want = [(b["__index__"].tolist(), list(b["bin"])) for b in ref]
+    assert [(b["__index__"].tolist(), list(b["bin"])) for b in batches] == want
+    assert {p for b in batches[-4:] for p in b["pid"].tolist()} <= workers
+    assert io["GetObject"] == 96, io
+    assert io["bytes"] == sum(len(sample_bytes(i)) for i in range(96))
+
+
 def test_keys_with_query_and_fragment_characters(s3_endpoint: str) -> None:
     # "?" and "#" are ordinary characters of an S3 key; a URL parser cut the key at them
     c = s3.client()
