@@ -15,7 +15,9 @@ Side by side, the same files and worker count:
   what torchvision's v2 ``RandomResizedCrop(224)`` + ``RandomHorizontalFlip`` + ``ToDtype`` +
   ``Normalize`` do on a PIL image (same ``get_params`` algorithm, PIL ``crop().resize(BILINEAR)``,
   ``FLIP_LEFT_RIGHT``, float conversion and normalisation in torch);
-* decode-only: the same DataLoader doing nothing but a full PIL (libjpeg-turbo) decode.
+* decode-only: the same DataLoader doing nothing but a full PIL (libjpeg-turbo) decode;
+* floor: the same, decoding at 1/8 DCT scale (``Image.draft``): what entropy decoding alone
+  costs, the floor under any crop of the image.
 
     python benchmarks/image_pipeline.py [--workers 2] [--batches 12] [--repeats 3]
 """
@@ -85,9 +87,11 @@ def corpus(name: str) -> Path:
 class TorchvisionLike(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """What torchvision v2 does for this pipeline on a PIL image (no torchvision needed)."""
 
-    def __init__(self, files: list[Path], decode_only: bool = False) -> None:
+    def __init__(self, files: list[Path], decode_only: bool = False, draft: int = 1) -> None:
         self.files = files
         self.decode_only = decode_only
+        #: decode-only at 1/draft DCT scale (Pillow ``draft``): 8 is the entropy-decoding floor
+        self.draft = draft
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
 
@@ -95,7 +99,10 @@ class TorchvisionLike(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        img = Image.open(self.files[i]).convert("RGB")
+        img = Image.open(self.files[i])
+        if self.draft > 1:
+            img.draft("RGB", (img.width // self.draft, img.height // self.draft))
+        img = img.convert("RGB")
         if self.decode_only:
             return torch.from_numpy(np.asarray(img)[:1, :1].copy())
         w, h = img.size
@@ -140,7 +147,13 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
             ]
         )
 
-    rates: dict[str, list[float]] = {"m5": [], "m5_fast": [], "torch": [], "decode_only": []}
+    rates: dict[str, list[float]] = {
+        "m5": [],
+        "m5_fast": [],
+        "torch": [],
+        "decode_only": [],
+        "floor_1_8": [],
+    }
     with (
         m5.Loader(
             ds, 64, transform=pipeline(False), shuffle=True, num_workers=workers, output="torch"
@@ -157,9 +170,13 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
         for _ in range(repeats):
             rates["m5"].append(_rate(m5_iter, batches, 64))
             rates["m5_fast"].append(_rate(lambda: m5_iter(lo_fast), batches, 64))
-            for key, decode_only in (("torch", False), ("decode_only", True)):
+            for key, decode_only, draft in (
+                ("torch", False, 1),
+                ("decode_only", True, 1),
+                ("floor_1_8", True, 8),
+            ):
                 dl = torch.utils.data.DataLoader(
-                    TorchvisionLike(files, decode_only),
+                    TorchvisionLike(files, decode_only, draft),
                     batch_size=64,
                     shuffle=True,
                     num_workers=workers,
@@ -205,12 +222,14 @@ def main() -> None:
         assert isinstance(med, dict)
         print(
             f"{name:9} (~{r['mean_long_side']:.0f} px): torch {med['torch']:5.0f} img/s, "
-            f"decode-only {med['decode_only']:5.0f} img/s"
+            f"decode-only {med['decode_only']:5.0f} img/s, 1/8-DCT decode-only (floor) "
+            f"{med['floor_1_8']:5.0f} img/s"
         )
         for key, label in (("m5", "m5 (Pillow-exact decode)"), ("m5_fast", "m5 (fast=True)")):
             print(
                 f"    {label:26} {med[key]:6.0f} img/s   vs torch {med[key] / med['torch']:.2f}x"
                 f"   vs decode-only {med[key] / med['decode_only']:.2f}x"
+                f"   vs floor {med[key] / med['floor_1_8']:.2f}x"
             )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
