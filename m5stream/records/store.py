@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime
 import re
+import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,22 +30,45 @@ __all__ = ["RunStore", "parse_since"]
 #: seconds a connection attempt to PostgreSQL may take, and one statement
 CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT_MS = 15_000
+#: seconds a SQLite writer waits for the write lock
+BUSY_TIMEOUT_S = 30.0
+
+
+def _wal(cur: Any) -> None:
+    """Put the database in WAL mode (a persistent property of the file, so only the first
+    connection to a fresh database changes it). Changing the journal mode needs an exclusive
+    lock, and SQLite answers "database is locked" at once, without the busy handler, when
+    another connection creates or migrates the same fresh file at that moment: so retry
+    within the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchall()[0][0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _engine(url: str, read_only: bool) -> sa.Engine:
     u = sa.make_url(url)
     if u.get_backend_name() == "sqlite":
-        eng = sa.create_engine(u, connect_args={"timeout": 30.0})
+        eng = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_S})
 
         @sa.event.listens_for(eng, "connect")
         def _connect(dbapi: Any, _record: Any) -> None:
             dbapi.isolation_level = None  # transactions begin as below, not in the driver
             cur = dbapi.cursor()
-            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if read_only:
                 cur.execute("PRAGMA query_only = 1")
             else:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _wal(cur)
                 cur.execute("PRAGMA foreign_keys = ON")
             cur.close()
 

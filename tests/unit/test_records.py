@@ -439,3 +439,37 @@ def test_a_blocked_interval_stays_in_the_next_row(url: str) -> None:
     assert [r["seq"] for r in rows] == [0, 1]
     assert rows[1]["t_end"] - rows[1]["t_start"] >= 0.1
     assert 0.5 < rows[1]["input_bound"] <= 1.0
+
+
+def _open_fresh(path: str, barrier: object, out: object) -> None:
+    store = RunStore(f"sqlite:///{path}", migrate=False)
+    barrier.wait(30)  # type: ignore[attr-defined]
+    try:
+        store.migrate()  # the first connection of each, at one instant, as writers start
+        with store.engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        store.close()
+        out.put(mode)  # type: ignore[attr-defined]
+    except Exception as e:  # reported to the test, which names it
+        out.put(repr(e))  # type: ignore[attr-defined]
+
+
+def test_many_processes_opening_a_fresh_sqlite_file_all_get_wal(tmp_path: Path) -> None:
+    """Switching a fresh file to WAL needs an exclusive lock that SQLite refuses at once (no busy
+    wait) while another connection holds one: 8 openers at the same instant used to lose about
+    one in fifty connections to "database is locked" (CI saw it in the concurrent-writers test)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    results: list[object] = []
+    for trial in range(12):
+        path = str(tmp_path / f"fresh{trial}.db")
+        barrier, out = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(path, barrier, out)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        results += [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+    assert results == ["wal"] * (12 * 8)
