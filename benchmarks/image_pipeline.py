@@ -11,10 +11,14 @@ Side by side, the same files and worker count:
 
 * m5: ``Loader(m5.dataset(dir), 64, transform=Compose([DecodeImage, RandomResizedCrop(224),
   RandomHorizontalFlip, Normalize]), num_workers=N)`` - fused crop-aware decode into slots;
-* baseline: ``torch.utils.data.DataLoader(batch_size=64, num_workers=N)`` over a Dataset doing
+* torch: ``torch.utils.data.DataLoader(batch_size=64, num_workers=N)`` over a Dataset doing
   what torchvision's v2 ``RandomResizedCrop(224)`` + ``RandomHorizontalFlip`` + ``ToDtype`` +
   ``Normalize`` do on a PIL image (same ``get_params`` algorithm, PIL ``crop().resize(BILINEAR)``,
   ``FLIP_LEFT_RIGHT``, float conversion and normalisation in torch);
+* torchvision (stock Pillow): the user's own pipeline, torch ``DataLoader`` + torchvision v2 on
+  stock Pillow, ``persistent_workers=True`` (``_torchvision_baseline.py``, run under
+  ``.venv-baseline`` from ``scripts/baseline_venv.sh``, as a child of this process, in turn
+  with the others; left out with one line if that venv cannot be built);
 * decode-only: the same DataLoader doing nothing but a full PIL (libjpeg-turbo) decode;
 * floor: the same, decoding at 1/8 DCT scale (``Image.draft``): what entropy decoding alone
   costs, the floor under any crop of the image.
@@ -29,6 +33,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import time
 from pathlib import Path
 
@@ -119,7 +124,7 @@ class TorchvisionLike(torch.utils.data.Dataset):  # type: ignore[type-arg]
         img = img.crop((left, top, left + cw, top + ch)).resize((224, 224), Image.BILINEAR)
         if random.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        t = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float().div_(255)
+        t = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255)
         return (t - self.mean) / self.std
 
 
@@ -132,7 +137,34 @@ def _rate(make_iter, batches: int, batch: int) -> float:  # type: ignore[no-unty
     return batches * batch / (time.perf_counter() - t0)
 
 
-def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, object]:
+HERE = Path(__file__).resolve().parent
+
+
+def baseline_python() -> str | None:
+    """The interpreter of ``.venv-baseline`` (built on first use), or None with a line why."""
+    r = subprocess.run(
+        ["bash", str(HERE.parent / "scripts" / "baseline_venv.sh")], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        print(f"# torchvision (stock Pillow) side left out: {r.stderr.strip()}")
+        return None
+    return r.stdout.strip().splitlines()[-1]
+
+
+def _stock_rate(python: str, root: Path, workers: int, batches: int) -> float:
+    script = str(HERE / "_torchvision_baseline.py")
+    out = subprocess.run(
+        [python, script, str(root), "--workers", str(workers), "--batches", str(batches)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["img_s"])
+
+
+def bench(
+    name: str, workers: int, batches: int, repeats: int, stock: str | None
+) -> dict[str, object]:
     root = corpus(name)
     files = sorted(root.glob("*.jpg"))
     ds = m5.dataset(str(root / "*.jpg"))
@@ -154,6 +186,8 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
         "decode_only": [],
         "floor_1_8": [],
     }
+    if stock:
+        rates["torchvision_stock"] = []
     with (
         m5.Loader(
             ds, 64, transform=pipeline(False), shuffle=True, num_workers=workers, output="torch"
@@ -189,6 +223,8 @@ def bench(name: str, workers: int, batches: int, repeats: int) -> dict[str, obje
 
                 rates[key].append(_rate(dl_iter, batches, 64))
                 del dl
+            if stock:
+                rates["torchvision_stock"].append(_stock_rate(stock, root, workers, batches))
         stats = lo.stats
     sizes = [Image.open(f).size for f in files[:50]]
     return {
@@ -214,9 +250,10 @@ def main() -> None:
         f"# image pipeline: RandomResizedCrop(224)+flip+normalize, batch 64, {a.workers} "
         f"workers, median of {a.repeats}; PIL {PIL.__version__} ({simd}); {environment()}"
     )
+    stock = baseline_python()
     results = []
     for name in a.corpus or ["imagenet", "product"]:
-        r = bench(name, a.workers, a.batches, a.repeats)
+        r = bench(name, a.workers, a.batches, a.repeats, stock)
         results.append(r)
         med = r["median_img_s"]
         assert isinstance(med, dict)
@@ -224,12 +261,22 @@ def main() -> None:
             f"{name:9} (~{r['mean_long_side']:.0f} px): torch {med['torch']:5.0f} img/s, "
             f"decode-only {med['decode_only']:5.0f} img/s, 1/8-DCT decode-only (floor) "
             f"{med['floor_1_8']:5.0f} img/s"
+            + (
+                f", torchvision (stock Pillow) {med['torchvision_stock']:5.0f} img/s"
+                if "torchvision_stock" in med
+                else ""
+            )
         )
         for key, label in (("m5", "m5 (Pillow-exact decode)"), ("m5_fast", "m5 (fast=True)")):
             print(
                 f"    {label:26} {med[key]:6.0f} img/s   vs torch {med[key] / med['torch']:.2f}x"
                 f"   vs decode-only {med[key] / med['decode_only']:.2f}x"
                 f"   vs floor {med[key] / med['floor_1_8']:.2f}x"
+                + (
+                    f"   vs torchvision (stock Pillow) {med[key] / med['torchvision_stock']:.2f}x"
+                    if "torchvision_stock" in med
+                    else ""
+                )
             )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
