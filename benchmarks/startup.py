@@ -21,6 +21,13 @@ Per run: first batch (s from the ``Loader``/``DataLoader`` call, the source stri
 inside it), first-epoch img/s (from that call to the end of epoch 1), steady img/s (median of
 epochs 2-4). Medians over the repeats; the ratio first-epoch / steady per run, then median.
 
+The floor under the 2-worker first-epoch ratio, measured in the same run (``floor``): what two
+workers must spend that an inline loader does not, and that no overlap hides once both cores
+are busy - the CPU seconds of one fresh interpreter importing what a worker imports (the
+forkserver does it once; the two workers fork from it), plus first-touching the ring's pages
+(its slot count from the loader, a batch's bytes each). With ``T`` the steady epoch time of
+``m5 w=2``, the ratio can be at most ``T / (T + cpu / cores)``.
+
     python benchmarks/startup.py [--repeats 5]
 """
 
@@ -139,6 +146,38 @@ def child(mode: str, source: str) -> dict[str, float]:
     )
 
 
+def floor(source: str) -> dict[str, float]:
+    """CPU seconds of the start-up work two workers add (see the module docstring)."""
+    import mmap
+    import resource
+
+    import numpy as np
+
+    import m5stream as m5
+    from m5stream.bench.presets import resolve_transform
+
+    def children_cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return u.ru_utime + u.ru_stime
+
+    c0 = children_cpu()
+    subprocess.run(
+        [sys.executable, "-c", "import numpy, numpy.random, m5stream.workers.worker"], check=True
+    )
+    imports = children_cpu() - c0
+    tr = resolve_transform("imagenet-train").transform
+    with m5.Loader(source, BATCH, transform=tr, seed=0, output="numpy", num_workers=2) as lo:
+        batch = next(iter(lo))
+        slots = lo._executor.ctx.budget.steps + 2  # type: ignore[attr-defined] # the ring's size
+    nbytes = sum(v.nbytes for v in batch.values() if isinstance(v, np.ndarray))
+    t0 = time.process_time()
+    ring = mmap.mmap(-1, slots * nbytes, flags=mmap.MAP_SHARED)
+    np.frombuffer(ring, dtype=np.uint8)[::4096] = 1  # one write per page: the first touch
+    touch = time.process_time() - t0
+    ring.close()
+    return {"imports_cpu_s": imports, "ring_cpu_s": touch, "ring_bytes": float(slots * nbytes)}
+
+
 def run(mode: str, source: str) -> dict[str, float]:
     env = dict(os.environ)
     tmp = None
@@ -168,15 +207,17 @@ def main() -> None:
     p.add_argument("--json", help="write every run here")
     a = p.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.source)))
+        print(json.dumps(floor(a.source) if a.child == "floor" else child(a.child, a.source)))
         return
     source = corpus()
     modes = a.modes.split(",")
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    floors: list[dict[str, float]] = []
     for r in range(a.repeats):
         for m in modes if r % 2 == 0 else list(reversed(modes)):
             runs[m].append(run(m, source))
             print(f"  {r}: {m:18s} {runs[m][-1]}", file=sys.stderr)
+        floors.append(run("floor", source))
     med = statistics.median
     base = med(x["first_batch_s"] for x in runs.get("m5 w=0", [])) if "m5 w=0" in runs else None
     print(
@@ -191,8 +232,19 @@ def main() -> None:
             f"{m:18s} {fb:14.3f} {rel:>7s} {med(x['first_epoch'] for x in xs):14.0f} "
             f"{med(x['steady'] for x in xs):13.0f} {ratio:14.2f}"
         )
+    if "m5 w=2" in runs:
+        cpu = med(f["imports_cpu_s"] + f["ring_cpu_s"] for f in floors)
+        steady_epoch = 2000 / med(x["steady"] for x in runs["m5 w=2"])
+        cores = os.cpu_count() or 1
+        print(
+            f"\nfloor: the workers' imports {med(f['imports_cpu_s'] for f in floors):.3f} CPU-s"
+            f" + the ring's first touch ({med(f['ring_bytes'] for f in floors) / 1e6:.0f} MB) "
+            f"{med(f['ring_cpu_s'] for f in floors):.3f} CPU-s, against a steady epoch of "
+            f"{steady_epoch:.3f} s on {cores} cores -> epoch1/steady at most "
+            f"{steady_epoch / (steady_epoch + cpu / cores):.2f} for m5 w=2"
+        )
     if a.json:
-        Path(a.json).write_text(json.dumps(runs, indent=1))
+        Path(a.json).write_text(json.dumps({"runs": runs, "floor": floors}, indent=1))
 
 
 if __name__ == "__main__":
