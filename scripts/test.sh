@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check m5stream tests benchmarks examples
-.venv/bin/ruff format --check m5stream tests
+.venv/bin/ruff check m5stream _m5stream_forkserver tests benchmarks examples
+.venv/bin/ruff format --check m5stream _m5stream_forkserver tests
 .venv/bin/mypy
 # no cache: a graph is built in about a second, and a stale one would hide a broken contract
 .venv/bin/lint-imports --no-cache --no-logo

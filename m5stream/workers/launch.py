@@ -26,8 +26,9 @@ from typing import Any
 
 __all__ = ["Payload", "context", "start_process"]
 
-#: what every worker imports anyway: preloaded into the forkserver
-_PRELOAD = ("numpy", "m5stream.workers.worker")
+#: what every worker imports anyway, preloaded into the forkserver; first, before numpy loads,
+#: the package that gives workers one compute thread each (see its docstring)
+_PRELOAD = ("_m5stream_forkserver", "numpy", "m5stream.workers.worker")
 
 
 class _Scan(reduction.ForkingPickler):

@@ -112,3 +112,14 @@ class PidAfter:
         time.sleep(self.seconds)
         sample["pid"] = os.getpid()
         return sample
+
+
+class ThreadEnv:
+    """Add the thread-count variables of the process that ran the transform, as bytes."""
+
+    NAMES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        sample["env"] = "|".join(os.environ.get(n, "-") for n in self.NAMES).encode()
+        sample["pid"] = os.getpid()
+        return sample

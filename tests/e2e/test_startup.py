@@ -168,3 +168,44 @@ def test_start_up_batches_skip_a_corrupt_sample_as_a_worker_does(tmp_path: Path)
     assert np.concatenate([np.asarray(g[0]) for g in got]).tolist() == [
         i for i in range(16) if i not in (1, 9)
     ]
+
+
+_THREADS_SCRIPT = """
+import os, sys
+sys.path.insert(0, {repo!r})
+import m5stream as m5
+from tests.e2e import fns
+
+if __name__ == "__main__":
+    with m5.Loader({src!r}, 4, transform=fns.ThreadEnv(), num_workers=2, output="numpy",
+                   inline_start=False) as lo:
+        seen = {{(bytes(e), int(p)) for b in lo for e, p in zip(b["env"], b["pid"])}}
+    trainer = "|".join(os.environ.get(n, "-") for n in fns.ThreadEnv.NAMES)
+    print(trainer, *sorted({{e.decode() for e, _ in seen}}), len({{p for _, p in seen}}))
+"""
+
+
+@pytest.mark.parametrize("user_omp", [None, "3"])
+def test_workers_get_one_compute_thread_unless_the_user_said_otherwise(
+    tmp_path: Path, user_omp: str | None
+) -> None:
+    """The forkserver (a fresh one: a new interpreter) sets OpenMP/OpenBLAS/MKL to one thread
+    before numpy loads, for itself and the workers forked from it; the trainer's environment
+    stays as it was, and a value the user set reaches the workers unchanged."""
+    src = make_tar_dataset(tmp_path / "d", shards=2, per_shard=8)
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(_THREADS_SCRIPT.format(repo=str(REPO), src=src)))
+    env = {k: v for k, v in os.environ.items() if k not in fns.ThreadEnv.NAMES}
+    env["PYTHONPATH"] = str(REPO)
+    if user_omp is not None:
+        env["OMP_NUM_THREADS"] = user_omp
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    trainer, workers, pids = out.stdout.split()
+    if user_omp is None:
+        assert (trainer, workers) == ("-|-|-", "1|1|1")
+    else:
+        assert (trainer, workers) == ("3|-|-", "3|1|1")
+    assert pids == "2"  # both workers made batches
