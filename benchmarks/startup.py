@@ -160,9 +160,15 @@ def floor(source: str) -> dict[str, float]:
         u = resource.getrusage(resource.RUSAGE_CHILDREN)
         return u.ru_utime + u.ru_stime
 
+    from _m5stream_forkserver import WORKER_THREAD_ENV
+
+    # the environment the forkserver imports in: one compute thread, unless the user set it
+    env = {**{name: "1" for name in WORKER_THREAD_ENV}, **os.environ}
     c0 = children_cpu()
     subprocess.run(
-        [sys.executable, "-c", "import numpy, numpy.random, m5stream.workers.worker"], check=True
+        [sys.executable, "-c", "import numpy, numpy.random, m5stream.workers.worker"],
+        check=True,
+        env=env,
     )
     imports = children_cpu() - c0
     tr = resolve_transform("imagenet-train").transform
