@@ -6,8 +6,9 @@ Start-up: the workers and their slot ring are started when the Loader is made, b
 trainer makes the batches itself (``inline_start``), in plan order, with the in-process
 builder (:func:`~m5stream.execution.rows.read_rows`: the same fused decode, skips and errors
 as a worker), so the first batch costs what ``num_workers=0`` costs; the first of those
-batches sizes the ring's slots. Once a worker is ready the next steps go to the workers and
-the trainer only delivers. ``inline_start`` is off by default with ``max_worker_restarts``:
+batches sizes the ring's slots. Once a worker is ready the steps after the current one go to
+the workers, the trainer makes that one while they start on theirs, and from then on it only
+delivers. ``inline_start`` is off by default with ``max_worker_restarts``:
 a sample that crashes its decoder in the trainer would take the trainer with it.
 
 The trainer keeps ``budget.steps`` batches in flight, each sent to the least loaded worker,
@@ -135,6 +136,8 @@ class ProcessExecutor(Executor):
         self._inline_start = (
             c.inline_start if c.inline_start is not None else c.max_worker_restarts == 0
         )
+        #: the workers have taken over from the trainer (once for the executor's life)
+        self._handed_over = False
 
     # ------------------------------------------------------------------ workers
     def warm(self) -> None:
@@ -212,11 +215,25 @@ class ProcessExecutor(Executor):
             out = StepOutput(step, None)
         if known:
             out.skipped = self._in_order(step, out.skipped + [r.skip_record() for r in known])
-        self.step = self._dispatch = step + 1
+        self.step = step + 1
+        self._dispatch = max(self._dispatch, self.step)
         self.ctx.stats.startup_batches += 1
         if self._starter is not None and out.needed:
             self._starter.size_hint(out.needed)
         return out
+
+    def _hand_over(self) -> StepOutput:
+        """The first step after a worker is ready: the workers are sent the steps after it,
+        and the trainer makes this one meanwhile. A worker's first batch takes as long as one
+        made here, so the trainer would otherwise wait that long with nothing to do."""
+        self._handed_over = True
+        pool, rings = self._ensure_pool()
+        self._dispatch = self.step + 1
+        try:
+            self._fill(pool, rings)
+        except WorkerDied as died:
+            self._recover(pool, rings, died)
+        return self._next_inline()
 
     @property
     def pids(self) -> list[int]:
@@ -373,6 +390,8 @@ class ProcessExecutor(Executor):
                 up = False
             if not up:
                 return self._next_inline()
+            if not self._handed_over:
+                return self._hand_over()
         pool, rings = self._ensure_pool()
         while True:
             try:

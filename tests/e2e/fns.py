@@ -123,3 +123,18 @@ class ThreadEnv:
         sample["env"] = "|".join(os.environ.get(n, "-") for n in self.NAMES).encode()
         sample["pid"] = os.getpid()
         return sample
+
+
+class Stamped:
+    """Sleep ``seconds``, adding the pid and the system-wide monotonic clock (the same in
+    every process) before and after: when and where each sample was made."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        sample["t0"] = time.monotonic()
+        time.sleep(self.seconds)
+        sample["t1"] = time.monotonic()
+        sample["pid"] = os.getpid()
+        return sample

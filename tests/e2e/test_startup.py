@@ -83,6 +83,31 @@ def test_the_trainer_hands_over_to_the_workers_once_and_for_good(tmp_path: Path)
     assert n_inline < 40  # ~0.04 s a batch: the workers were up long before the end
 
 
+def test_at_the_hand_over_the_workers_start_on_later_steps_while_the_trainer_makes_one(
+    tmp_path: Path,
+) -> None:
+    """The step at which a worker is first found ready is the trainer's last, made while the
+    workers already work on the steps after it: the first worker batch starts before the
+    trainer's last batch ends (without the overlap it could only start after)."""
+    src = make_tar_dataset(tmp_path / "d", shards=4, per_shard=20)
+    with m5.Loader(
+        src, 2, transform=fns.Stamped(0.1), num_workers=2, output="numpy", copy=True
+    ) as lo:
+        batches = [
+            (set(b["pid"].tolist()), b["t0"].min(), b["t1"].max(), b["__index__"].tolist())
+            for b in lo
+        ]
+        stats = lo.stats
+    me = os.getpid()
+    n_inline = sum(1 for pids, *_ in batches if me in pids)
+    assert n_inline == stats["startup_batches"] >= 2 and n_inline < len(batches) == 40
+    assert all(me in pids for pids, *_ in batches[:n_inline])
+    last_inline, first_worker = batches[n_inline - 1], batches[n_inline]
+    assert me not in first_worker[0]
+    assert first_worker[1] < last_inline[2]  # began before the trainer's last one ended
+    assert [i for *_, idx in batches for i in idx] == list(range(80))
+
+
 def test_inline_start_off_makes_every_batch_in_a_worker(tmp_path: Path) -> None:
     src = make_tar_dataset(tmp_path / "d", shards=2, per_shard=10)
     with m5.Loader(
