@@ -73,6 +73,7 @@ def main() -> None:
         Files(files), batch_size=64, shuffle=True, num_workers=a.workers, persistent_workers=True
     )
 
+    # image_pipeline._rate's loop, written again: this venv cannot import m5stream
     def forever():  # type: ignore[no-untyped-def]
         while True:
             yield from dl

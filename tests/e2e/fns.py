@@ -125,16 +125,12 @@ class ThreadEnv:
         return sample
 
 
-class Stamped:
-    """Sleep ``seconds``, adding the pid and the system-wide monotonic clock (the same in
-    every process) before and after: when and where each sample was made."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+class Stamped(PidAfter):
+    """:class:`PidAfter`, adding the system-wide monotonic clock (the same in every process)
+    before and after: when and where each sample was made."""
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        sample["t0"] = time.monotonic()
-        time.sleep(self.seconds)
-        sample["t1"] = time.monotonic()
-        sample["pid"] = os.getpid()
+        t0 = time.monotonic()
+        sample = super().__call__(sample)
+        sample["t0"], sample["t1"] = t0, time.monotonic()
         return sample
